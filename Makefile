@@ -1,0 +1,53 @@
+# Quick start: `make demo` (upload photos, train, generate) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# CPU build of torch, taken from this machine's disk; see README "GPU deployment" for CUDA.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-slow lint typecheck demo run bench-train bench-size bench-quality base-model clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[method,postgres,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy svdiff core api worker models
+
+demo: $(STAMP)
+	$(PY) -m demo
+
+run: $(STAMP)
+	$(PY) -m core.cli serve
+
+bench-train: $(STAMP)
+	$(PY) -m bench.train_step
+
+bench-size: $(STAMP)
+	$(PY) -m bench.checkpoint_size
+
+bench-quality: $(STAMP)
+	$(PY) -m bench.quality
+
+base-model: $(STAMP)
+	$(PY) -m basemodel.build
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
