@@ -1,0 +1,236 @@
+"""Spectral-shift wrappers: each wraps an existing layer in place and adds one trainable `delta`.
+
+2-D/4-D weights (Linear, Conv2d, Embedding) shift their singular values: W' = W + U diag(relu(s + delta) - s) Vh.
+1-D norm scales shift additively: gamma' = gamma + delta. Biases and every base tensor stay frozen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from svdiff.factorize import Factors
+
+# Above this relative residual the factorized forward would not match the rebuilt weight to float32 tolerance.
+FACTORIZED_RESIDUAL_LIMIT = 1e-5
+
+
+class ShiftLayer(nn.Module):
+    """What every wrapper shares: the base layer, the trainable delta, merge/restore and per-sample deltas."""
+
+    base_layer: nn.Module
+    delta: nn.Parameter
+
+    def __init__(self, base_layer: nn.Module, length: int) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        for param in base_layer.parameters():
+            param.requires_grad_(False)
+        weight: torch.Tensor = base_layer.weight  # type: ignore[assignment]
+        self.delta = nn.Parameter(torch.zeros(length, device=weight.device, dtype=torch.float32))
+        self.per_sample_delta: torch.Tensor | None = None  # (batch, length) for the batched multi-subject forward
+        self._stashed_weight: torch.Tensor | None = None  # the base weight while a merged one replaces it
+
+    def __getattr__(self, name: str) -> Any:
+        # Code that reads e.g. `layer.weight` or `conv.out_channels` keeps working on the wrapped layer.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_layer":
+                raise
+            return getattr(self.base_layer, name)
+
+    @property
+    def merged(self) -> bool:
+        return self._stashed_weight is not None
+
+    @property
+    def base_weight(self) -> torch.Tensor:
+        weight = self._stashed_weight if self._stashed_weight is not None else self.base_layer.weight
+        return weight.detach()  # type: ignore[union-attr]
+
+    def weight_with(self, delta: torch.Tensor) -> torch.Tensor:
+        """The base weight with `delta` applied, in float32."""
+        raise NotImplementedError
+
+    def merge(self, delta: torch.Tensor) -> None:
+        """Write the shifted weight into the base layer, so later forwards cost nothing extra."""
+        if self.merged:
+            raise RuntimeError("layer is already merged: restore() it before merging other shifts")
+        if not torch.isfinite(delta).all():
+            raise ValueError("refusing to merge non-finite shifts")
+        weight: torch.Tensor = self.base_layer.weight  # type: ignore[assignment]
+        with torch.no_grad():
+            merged = self.weight_with(delta.to(weight.device, torch.float32)).to(weight.dtype)
+        self._stashed_weight = weight.data
+        weight.data = merged
+
+    def restore(self) -> None:
+        """Put the exact base weight back."""
+        if self._stashed_weight is not None:
+            self.base_layer.weight.data = self._stashed_weight  # type: ignore[union-attr]
+            self._stashed_weight = None
+
+    def _per_sample(self, batch: int) -> torch.Tensor:
+        deltas = self.per_sample_delta
+        assert deltas is not None
+        if batch == deltas.shape[0]:
+            return deltas
+        # Classifier-free guidance stacks [uncond; cond]: each half is in sample order.
+        if batch % deltas.shape[0]:
+            raise ValueError(f"batch of {batch} does not match {deltas.shape[0]} per-sample shifts")
+        return deltas.repeat(batch // deltas.shape[0], 1)
+
+
+class SpectralShiftMatrix(ShiftLayer):
+    """Shared by the 2-D (Linear, Embedding) and 4-D (Conv2d) wrappers."""
+
+    U: torch.Tensor
+    s: torch.Tensor
+    Vh: torch.Tensor
+
+    def __init__(self, base_layer: nn.Module, factors: Factors) -> None:
+        super().__init__(base_layer, factors.s.numel())
+        device = base_layer.weight.device  # type: ignore[union-attr]
+        # Frozen factors are non-persistent buffers: they follow .to() but never enter the model's state_dict.
+        self.register_buffer("U", factors.U.to(device), persistent=False)
+        self.register_buffer("s", factors.s.to(device), persistent=False)
+        self.register_buffer("Vh", factors.Vh.to(device), persistent=False)
+        self.rel_residual = factors.rel_residual
+
+    def gain(self, delta: torch.Tensor) -> torch.Tensor:
+        """relu(s + delta) - s: exactly zero where delta is zero, since singular values are non-negative."""
+        return F.relu(self.s + delta) - self.s
+
+    def weight_with(self, delta: torch.Tensor) -> torch.Tensor:
+        change = (self.U * self.gain(delta)) @ self.Vh  # (c_out, n)
+        return self.base_weight.float() + change.view(self.base_weight.shape)
+
+    def _rebuilt_weight(self) -> torch.Tensor:
+        weight = self.base_layer.weight
+        return self.weight_with(self.delta).to(weight.dtype)  # type: ignore[union-attr]
+
+    def _factor(self, tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return tensor if tensor.dtype == like.dtype or torch.is_autocast_enabled() else tensor.to(like.dtype)
+
+    def _factorized_is_cheaper(self, tokens: int) -> bool:
+        """Per-step cost (multiply-adds) of the two exact training forwards, forward plus backward.
+
+        Rebuild: W' = W + U g Vh (c k n), forward and input gradient (2 T c n), and the shift gradient through
+        the full weight gradient (T c n + c k n). Factors: x Vh^T, * sigma, U, and their input gradients
+        (2 T k (c + n)); the shift gradient then costs only T k.
+        """
+        if self.rel_residual > FACTORIZED_RESIDUAL_LIMIT:
+            return False
+        c, k, n = self.U.shape[0], self.s.numel(), self.Vh.shape[1]
+        rebuild = 3 * tokens * c * n + 2 * c * k * n
+        factorized = 2 * tokens * k * (c + n)
+        return factorized < rebuild
+
+    def _training(self) -> bool:
+        return torch.is_grad_enabled() and self.delta.requires_grad
+
+
+class SpectralShiftLinear(SpectralShiftMatrix):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer: nn.Linear = self.base_layer  # type: ignore[assignment]
+        if self.merged:
+            return layer(x)
+        if self.per_sample_delta is not None:
+            gains = self.gain(self._per_sample(x.shape[0]))  # (B, k)
+            gains = gains.view(x.shape[0], *([1] * (x.dim() - 2)), -1)
+            projected = F.linear(x, self._factor(self.Vh, x)) * gains  # (B, ..., k)
+            return layer(x) + F.linear(projected.to(x.dtype), self._factor(self.U, x))
+        if self._training() and self._factorized_is_cheaper(x.numel() // x.shape[-1]):
+            sigma = F.relu(self.s + self.delta)
+            projected = F.linear(x, self._factor(self.Vh, x)) * sigma  # (..., k)
+            return F.linear(projected.to(x.dtype), self._factor(self.U, x), layer.bias)
+        return F.linear(x, self._rebuilt_weight(), layer.bias)
+
+
+class SpectralShiftConv2d(SpectralShiftMatrix):
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
+        return layer._conv_forward(x, weight, bias)
+
+    def _factorized(self, x: torch.Tensor, gains: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """x -> conv(x, Vh) -> * gains -> 1x1 conv with U; gains are (k,) or (B, k)."""
+        layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
+        k = self.s.numel()
+        Vh = self._factor(self.Vh, x).view(k, *layer.weight.shape[1:])
+        U = self._factor(self.U, x).view(layer.out_channels, k, 1, 1)
+        projected = self._conv(x, Vh, None)  # (B, k, H', W')
+        scaled = projected * gains.view(-1, k, 1, 1)
+        return F.conv2d(scaled.to(x.dtype), U, bias)
+
+    def _output_positions(self, x: torch.Tensor) -> int:
+        layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
+        size = 1
+        for dim, length in enumerate(x.shape[-2:]):
+            pad = layer.padding[dim] if isinstance(layer.padding, tuple) else 0
+            span = layer.dilation[dim] * (layer.kernel_size[dim] - 1) + 1
+            size *= (length + 2 * int(pad) - span) // layer.stride[dim] + 1
+        return x.shape[0] * size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
+        if self.merged:
+            return layer(x)
+        if self.per_sample_delta is not None:
+            gains = self.gain(self._per_sample(x.shape[0]))
+            return layer(x) + self._factorized(x, gains, None)
+        factorizable = layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
+        if factorizable and self._training() and self._factorized_is_cheaper(self._output_positions(x)):
+            return self._factorized(x, F.relu(self.s + self.delta), layer.bias)
+        return self._conv(x, self._rebuilt_weight(), layer.bias)
+
+
+class SpectralShiftEmbedding(SpectralShiftMatrix):
+    """Looks rows up in the factors: rebuilding a vocabulary-sized table every step would cost far more."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        layer: nn.Embedding = self.base_layer  # type: ignore[assignment]
+        base = layer(ids)
+        if self.merged:
+            return base
+        if self.per_sample_delta is not None:
+            gains = self.gain(self._per_sample(ids.shape[0])).unsqueeze(1)  # (B, 1, k)
+        else:
+            gains = self.gain(self.delta)
+        rows = F.embedding(ids, self.U) * gains  # (..., k)
+        return base + (rows @ self.Vh).to(base.dtype)
+
+
+class NormScaleShift(ShiftLayer):
+    """GroupNorm/LayerNorm with an additive shift on its scale (no relu: scales may change sign)."""
+
+    def weight_with(self, delta: torch.Tensor) -> torch.Tensor:
+        return self.base_weight.float() + delta
+
+    def _normalize(self, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+        layer = self.base_layer
+        if isinstance(layer, nn.GroupNorm):
+            return F.group_norm(x, layer.num_groups, weight, bias, layer.eps)
+        assert isinstance(layer, nn.LayerNorm)
+        return F.layer_norm(x, layer.normalized_shape, weight, bias, layer.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.base_layer
+        if self.merged:
+            return layer(x)
+        bias: torch.Tensor | None = layer.bias  # type: ignore[assignment]
+        if self.per_sample_delta is not None:
+            scales = self.weight_with(self._per_sample(x.shape[0]))  # (B, C)
+            if isinstance(layer, nn.GroupNorm):
+                shape = (x.shape[0], -1, *([1] * (x.dim() - 2)))
+                bias_shape: tuple[int, ...] = (1, -1, *([1] * (x.dim() - 2)))
+            else:
+                shape = (x.shape[0], *([1] * (x.dim() - 2)), -1)
+                bias_shape = (-1,)
+            out = self._normalize(x, None, None) * scales.view(shape).to(x.dtype)
+            return out + bias.view(bias_shape) if bias is not None else out
+        weight = self.weight_with(self.delta).to(self.base_layer.weight.dtype)  # type: ignore[union-attr]
+        return self._normalize(x, weight, bias)
