@@ -1,0 +1,131 @@
+"""One typed settings object, read from the environment (prefix ``SVDIFF_``).
+
+With no configuration at all the service runs embedded: SQLite and a blob folder under ``./var``, an in-process
+broker and worker, the bundled base model on the CPU. Production differs only in these settings.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "development-only-secret-key-change-me"
+# Rare words that the tokenizer keeps as a single token; the first one not used by the user names a subject.
+DEFAULT_SUBJECT_TOKENS = (
+    "sks", "zwx", "qlt", "vrk", "pfy", "olis", "bnp", "hta", "kfc", "ohwx",
+    "xjq", "tyk", "wzv", "gmz", "dqr", "jnx", "ykr", "vxl", "zqp", "rwq",
+)  # fmt: skip
+
+
+def _default_base_model() -> str:
+    """The bundled small base model when the ``basemodel`` package is installed, else its usual name."""
+    try:
+        from basemodel import BASE_MODEL_PATH  # lazy: basemodel may pull heavy imports
+
+        return str(BASE_MODEL_PATH)
+    except Exception:  # absent or broken package: a plain setting then
+        return "basemodel"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SVDIFF_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    secret_key: str = DEV_SECRET_KEY  # signs local download links
+    data_dir: Path = Path("var")
+    database_url: str | None = None  # default: sqlite:///<data_dir>/svdiff.db
+    broker_url: str = "memory://"
+    bootstrap_admin_key: str | None = Field(default=None, min_length=32)
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = None  # default: http://<host>:<port>
+
+    # Storage
+    storage: Literal["local", "s3"] = "local"
+    storage_dir: Path | None = None  # default: <data_dir>/blobs
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "svdiff"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    # Uploads
+    max_photo_bytes: int = 20 * 1024 * 1024
+    max_photo_pixels: int = 40_000_000
+    min_photo_side: int = 256
+    max_photos_per_subject: int = 20
+    subject_tokens: tuple[str, ...] = DEFAULT_SUBJECT_TOKENS
+
+    # Jobs and workers
+    max_job_attempts: int = Field(default=3, ge=1)
+    heartbeat_timeout_seconds: int = Field(default=600, ge=5)
+    requeue_after_seconds: int = Field(default=900, ge=5)
+    reconcile_every_seconds: float = Field(default=60.0, gt=0)
+    broker_visibility_timeout: int = Field(default=6 * 3600, ge=10)  # above the longest task
+    progress_interval_seconds: float = 1.0
+    lora_export_wait_seconds: float = 20.0
+    default_training_steps: int = 400
+    max_training_steps: int = 5000
+    default_learning_rate: float = 1e-3
+    checkpoint_every_steps: int = Field(default=50, ge=1)
+
+    # Webhooks
+    allow_private_webhooks: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = Field(default=30, ge=1)  # with the backoff below: about 27 hours
+
+    # The method
+    base_model: str = Field(default_factory=_default_base_model)
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    svd_cache_dir: Path | None = None  # default: <data_dir>/svd-cache
+    lora_ranks: tuple[int, ...] = (4, 8, 16, 32, 64)
+
+    @model_validator(mode="after")
+    def _refuse_development_defaults_in_production(self) -> Self:
+        if self.environment == "development":
+            return self
+        problems = []
+        if self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
+            problems.append("SVDIFF_SECRET_KEY must be set to a random string of at least 32 characters")
+        if self.database_url is None:
+            problems.append("SVDIFF_DATABASE_URL must be set")
+        if self.broker_url.startswith("memory://"):
+            problems.append("SVDIFF_BROKER_URL must name a real broker (redis://...)")
+        if self.storage == "s3" and not (self.s3_access_key_id and self.s3_secret_access_key):
+            problems.append("SVDIFF_S3_ACCESS_KEY_ID and SVDIFF_S3_SECRET_ACCESS_KEY must be set")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'svdiff.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "blobs"
+
+    @property
+    def svd_cache_path(self) -> Path:
+        return self.svd_cache_dir or self.data_dir / "svd-cache"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("memory://")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,225 @@
+"""Object storage: S3-compatible (AWS S3, MinIO, R2...) through boto3, or a local folder for the embedded mode.
+
+`S3Storage` takes its boto3 client as an argument; `make_storage` builds the one the settings ask for.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from core.errors import BlobNotFound, StorageUnavailable
+from core.settings import Settings
+
+CHUNK = 1024 * 1024
+
+
+class Storage(Protocol):
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def iter_chunks(self, key: str) -> Iterator[bytes]: ...
+    def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+    def exists(self, key: str) -> bool: ...
+    def size(self, key: str) -> int: ...
+    def presigned_url(self, key: str, expires_in: int, filename: str | None = None) -> str: ...
+    def check(self) -> None: ...
+
+
+class S3Storage:
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in {"404", "NoSuchKey", "NotFound"}:
+                raise BlobNotFound(kwargs.get("Key", "")) from exc
+            raise StorageUnavailable(f"storage refused {method}: {code}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"storage unreachable: {type(exc).__name__}") from exc
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._call("put_object", Key=key, Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self._call("get_object", Key=key)["Body"].read())
+
+    def iter_chunks(self, key: str) -> Iterator[bytes]:
+        body = self._call("get_object", Key=key)["Body"]
+        yield from body.iter_chunks(CHUNK)
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", Key=key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        while True:
+            listing = self._call("list_objects_v2", Prefix=prefix, MaxKeys=1000)
+            keys = [{"Key": item["Key"]} for item in listing.get("Contents", [])]
+            if not keys:
+                return deleted
+            self._call("delete_objects", Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head_object", Key=key)
+        except BlobNotFound:
+            return False
+        return True
+
+    def size(self, key: str) -> int:
+        return int(self._call("head_object", Key=key)["ContentLength"])
+
+    def presigned_url(self, key: str, expires_in: int, filename: str | None = None) -> str:
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": key}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))
+
+    def check(self) -> None:
+        self._call("head_bucket")
+
+
+class LocalStorage:
+    """Blobs as files under `root`; downloads go through the API's `/v1/files/{token}` route."""
+
+    def __init__(self, root: Path, signer: DownloadSigner) -> None:
+        self.root = root
+        self.signer = signer
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"unsafe storage key {key!r}")
+        return self.root / key
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # readers never see half a blob
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+
+    def iter_chunks(self, key: str) -> Iterator[bytes]:
+        try:
+            handle = self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+        with handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        base = self._path(prefix.rstrip("/"))
+        if base.is_dir():
+            count = sum(1 for p in base.rglob("*") if p.is_file())
+            shutil.rmtree(base)
+            return count
+        matches = [p for p in base.parent.glob(f"{base.name}*") if p.is_file()] if base.parent.is_dir() else []
+        for path in matches:
+            path.unlink(missing_ok=True)
+        return len(matches)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+
+    def presigned_url(self, key: str, expires_in: int, filename: str | None = None) -> str:
+        return self.signer.url(key, int(time.time()) + expires_in, filename)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"blob folder unusable: {exc}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise StorageUnavailable(f"blob folder {self.root} is not writable")
+
+
+class DownloadSigner:
+    """Signed, expiring download tokens for the local backend: base64(json{key, exp, name}).hmac."""
+
+    def __init__(self, secret: str, base_url: str) -> None:
+        self._secret = secret.encode()
+        self.base_url = base_url.rstrip("/")
+
+    def _mac(self, payload: str) -> str:
+        digest = hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def token(self, key: str, expires_at: int, filename: str | None = None) -> str:
+        raw = json.dumps({"k": key, "e": expires_at, "n": filename}, separators=(",", ":"))
+        payload = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return f"{payload}.{self._mac(payload)}"
+
+    def url(self, key: str, expires_at: int, filename: str | None = None) -> str:
+        return f"{self.base_url}/v1/files/{self.token(key, expires_at, filename)}"
+
+    def verify(self, token: str, now: float | None = None) -> tuple[str, str | None] | None:
+        """The (key, filename) a token grants, or None when it is forged, malformed or expired."""
+        payload, _, mac = token.partition(".")
+        if not payload or not hmac.compare_digest(mac, self._mac(payload)):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            key, expires_at, filename = str(data["k"]), int(data["e"]), data.get("n")
+        except (ValueError, KeyError, TypeError):
+            return None
+        if expires_at < (now or time.time()):
+            return None
+        return key, filename
+
+
+def make_s3_client(settings: Settings) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key,
+        config=config,
+    )
+
+
+def make_storage(settings: Settings) -> Storage:
+    if settings.storage == "s3":
+        return S3Storage(make_s3_client(settings), settings.s3_bucket)
+    return LocalStorage(settings.blob_dir, DownloadSigner(settings.secret_key, settings.base_url))

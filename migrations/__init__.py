@@ -1,0 +1,1 @@
+"""Alembic history of the schema in `models/`; the same revisions run on PostgreSQL and SQLite."""

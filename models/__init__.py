@@ -1,0 +1,54 @@
+"""The database schema (SQLAlchemy 2 ORM), shared by the API and the workers; `migrations/` is its history."""
+
+from models.base import Base, new_id, utcnow
+from models.job import (
+    ACTIVE,
+    CANCELED,
+    FAILED,
+    KINDS,
+    QUEUE_OF_KIND,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    SUCCEEDED,
+    TERMINAL,
+    Checkpoint,
+    Edit,
+    Generation,
+    Job,
+    JobImage,
+    Training,
+    training_subjects,
+)
+from models.subject import Photo, Subject
+from models.user import ApiKey, User
+from models.webhook import IdempotencyRecord, WebhookDelivery
+
+__all__ = [
+    "ACTIVE",
+    "CANCELED",
+    "FAILED",
+    "KINDS",
+    "QUEUED",
+    "QUEUE_OF_KIND",
+    "RUNNING",
+    "STATUSES",
+    "SUCCEEDED",
+    "TERMINAL",
+    "ApiKey",
+    "Base",
+    "Checkpoint",
+    "Edit",
+    "Generation",
+    "IdempotencyRecord",
+    "Job",
+    "JobImage",
+    "Photo",
+    "Subject",
+    "Training",
+    "User",
+    "WebhookDelivery",
+    "new_id",
+    "training_subjects",
+    "utcnow",
+]
