@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +100,8 @@ class SpectralShiftMatrix(ShiftLayer):
         self.register_buffer("s", factors.s.to(device), persistent=False)
         self.register_buffer("Vh", factors.Vh.to(device), persistent=False)
         self.rel_residual = factors.rel_residual
+        # "auto" picks the cheaper exact training forward per input size; the others force one (tests, benchmarks).
+        self.forward_mode: Literal["auto", "rebuild", "factors"] = "auto"
 
     def gain(self, delta: torch.Tensor) -> torch.Tensor:
         """relu(s + delta) - s: exactly zero where delta is zero, since singular values are non-negative."""
@@ -123,6 +125,8 @@ class SpectralShiftMatrix(ShiftLayer):
         the full weight gradient (T c n + c k n). Factors: x Vh^T, * sigma, U, and their input gradients
         (2 T k (c + n)); the shift gradient then costs only T k.
         """
+        if self.forward_mode != "auto":
+            return self.forward_mode == "factors"
         if self.rel_residual > FACTORIZED_RESIDUAL_LIMIT:
             return False
         c, k, n = self.U.shape[0], self.s.numel(), self.Vh.shape[1]
@@ -197,7 +201,9 @@ class SpectralShiftEmbedding(SpectralShiftMatrix):
         if self.merged:
             return base
         if self.per_sample_delta is not None:
-            gains = self.gain(self._per_sample(ids.shape[0])).unsqueeze(1)  # (B, 1, k)
+            # Shared ids (e.g. position ids of shape (1, T)) broadcast against every sample's shifts.
+            deltas = self.per_sample_delta if ids.shape[0] == 1 else self._per_sample(ids.shape[0])
+            gains = self.gain(deltas).unsqueeze(1)  # (B, 1, k)
         else:
             gains = self.gain(self.delta)
         rows = F.embedding(ids, self.U) * gains  # (..., k)

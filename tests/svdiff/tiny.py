@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import string
+from pathlib import Path
+
 import torch
-from diffusers import UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 CONTEXT_DIM = 32
 
@@ -54,3 +58,30 @@ def unet_inputs(batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
 
 def token_ids(batch: int = 2) -> torch.Tensor:
     return torch.tensor([[0, 5, 9, 12, 1, 1], [0, 7, 3, 1, 1, 1]] * batch)[:batch]
+
+
+def tiny_tokenizer(folder: Path, max_length: int = 12) -> CLIPTokenizer:
+    """A character-level CLIP tokenizer (no merges) whose ids fit the tiny text encoder's vocabulary."""
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in string.ascii_lowercase:
+        vocab[char] = len(vocab)
+        vocab[char + "</w>"] = len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+
+
+def tiny_pipeline(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
+    """A complete StableDiffusionPipeline small enough to sample 16x16 images in milliseconds."""
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=16,
+    ).eval()
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=tiny_text_encoder(seed), tokenizer=tiny_tokenizer(folder / "tokenizer"),
+        unet=tiny_unet(seed), scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
