@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -45,6 +48,27 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.commit()
     except BaseException:
         session.rollback()
+        discard_after_commit(session)
         raise
+    else:
+        run_after_commit(session)
     finally:
         session.close()
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once the session's transaction has committed (tasks are sent only for committed rows)."""
+    session.info.setdefault("after_commit", []).append(action)
+
+
+def run_after_commit(session: Session) -> None:
+    actions: list[Callable[[], None]] = session.info.pop("after_commit", [])
+    for action in actions:
+        try:
+            action()
+        except Exception:  # the rows are committed; the reconciler sends what could not be sent now
+            log.exception("after-commit action failed")
+
+
+def discard_after_commit(session: Session) -> None:
+    session.info.pop("after_commit", None)

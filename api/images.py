@@ -1,0 +1,72 @@
+"""Image checks from the bytes (never the declared type or the name), then re-encoding: EXIF orientation
+applied, every metadata block (EXIF, GPS, XMP, ICC comments) dropped."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.errors import InvalidInput, ServiceError, TooLarge, UnsupportedMedia
+
+FORMATS = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "WEBP": ("webp", "image/webp")}
+
+
+@dataclass
+class CleanImage:
+    data: bytes
+    ext: str
+    content_type: str
+    width: int
+    height: int
+    sha256: str
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode fully, refusing non-images, other formats, truncation and decompression bombs."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=list(FORMATS))  # reads the header only
+        width, height = image.size
+        if width * height > max_pixels:  # before decoding a single pixel
+            raise TooLarge(f"{width}x{height} is over {max_pixels // 1_000_000} megapixels")
+        image.load()  # reads every byte: truncated or corrupt data fails here
+    except ServiceError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMedia("not a JPEG, PNG or WebP image") from exc
+    except Image.DecompressionBombError as exc:
+        raise TooLarge("decompression bomb: too many pixels") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UnsupportedMedia(f"corrupt or truncated image ({exc})") from exc
+    return image
+
+
+def _checked(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
+    image = _open(data, max_pixels)
+    image = ImageOps.exif_transpose(image) or image
+    if min(image.size) < min_side:
+        raise InvalidInput(f"{image.width}x{image.height}: the shorter side must be at least {min_side} px")
+    return image
+
+
+def check_image(data: bytes, *, max_pixels: int, min_side: int) -> None:
+    """Raises a ServiceError (415, 413 or 422) saying what is wrong with the image."""
+    _checked(data, max_pixels=max_pixels, min_side=min_side).close()
+
+
+def clean_image(data: bytes, *, max_pixels: int, min_side: int) -> CleanImage:
+    image = _checked(data, max_pixels=max_pixels, min_side=min_side)
+    source_format = Image.open(io.BytesIO(data)).format or "PNG"
+    ext, content_type = FORMATS[source_format]
+    out = io.BytesIO()
+    if source_format == "JPEG":
+        image.convert("RGB").save(out, "JPEG", quality=95)
+    elif source_format == "WEBP":
+        image.convert("RGBA" if "A" in image.getbands() else "RGB").save(out, "WEBP", quality=95)
+    else:
+        mode = image.mode if image.mode in ("RGB", "RGBA", "L", "LA") else "RGBA"
+        image.convert(mode).save(out, "PNG")
+    encoded = out.getvalue()
+    return CleanImage(encoded, ext, content_type, image.width, image.height, hashlib.sha256(encoded).hexdigest())

@@ -1,0 +1,106 @@
+"""Request bodies and the response shapes that only the API uses (jobs and files are in core.views)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ClassWord = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z][a-z -]{0,48}[a-z]$|^[a-z]$")
+]
+Token = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{1,31}$")]
+Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+WebhookUrl = Annotated[str, StringConstraints(max_length=2000)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserCreate(Strict):
+    name: Name
+    role: Literal["user", "admin"] = "user"
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+
+
+class UserCreated(UserOut):
+    api_key: str = Field(description="Shown once: only its hash is stored.")
+    webhook_secret: str = Field(description="Signs this user's webhooks (Standard Webhooks, `whsec_` base64 key).")
+
+
+class SubjectCreate(Strict):
+    name: Name
+    class_word: ClassWord = Field(description="What the subject is, e.g. `dog` or `teddy bear`.")
+    token: Token | None = Field(
+        default=None,
+        description="One lowercase word naming the subject in prompts; default: a free rare token.",
+    )
+
+
+class TrainingCreate(Strict):
+    subject_ids: list[str] = Field(min_length=1, max_length=3)
+    steps: int | None = Field(default=None, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    prior_preservation: bool = True
+    cut_mix_unmix: bool | None = Field(default=None, description="Default: true when several subjects.")
+    train_text_encoder: bool = True
+    webhook_url: WebhookUrl | None = None
+
+    @model_validator(mode="after")
+    def _distinct_subjects(self) -> TrainingCreate:
+        if len(set(self.subject_ids)) != len(self.subject_ids):
+            raise ValueError("subject_ids must be distinct")
+        if self.cut_mix_unmix and len(self.subject_ids) < 2:
+            raise ValueError("cut_mix_unmix needs at least two subjects")
+        return self
+
+
+class CheckpointRef(Strict):
+    id: str
+    scale: float = Field(default=1.0, ge=-2.0, le=2.0)
+
+
+class GenerationCreate(Strict):
+    prompt: Prompt
+    negative_prompt: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    checkpoints: list[CheckpointRef] = Field(default_factory=list, max_length=3)
+    num_images: int = Field(default=1, ge=1, le=4)
+    seed: Seed | None = None
+    steps: int | None = Field(default=None, ge=1, le=150)
+    guidance_scale: float | None = Field(default=None, ge=0, le=30)
+    width: int | None = Field(default=None, ge=64, le=1024, multiple_of=8)
+    height: int | None = Field(default=None, ge=64, le=1024, multiple_of=8)
+    webhook_url: WebhookUrl | None = None
+
+    @model_validator(mode="after")
+    def _distinct_checkpoints(self) -> GenerationCreate:
+        if len({c.id for c in self.checkpoints}) != len(self.checkpoints):
+            raise ValueError("checkpoints must be distinct")
+        return self
+
+
+class EditFields(Strict):
+    source_prompt: Prompt
+    target_prompt: Prompt
+    steps: int | None = Field(default=None, ge=1, le=150)
+    strength: float | None = Field(default=None, ge=0, le=1)
+    seed: Seed | None = None
+    webhook_url: WebhookUrl | None = None
+
+
+class SubjectMultipartFields(Strict):
+    name: Name
+    class_word: ClassWord
+    token: Token | None = None
+    train: bool = False
+    webhook_url: WebhookUrl | None = None

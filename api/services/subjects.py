@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from api.images import check_image, clean_image
+from api.uploads import UploadedFile
+from core import keys
+from core.celery_app import DELETE_PREFIXES, send
+from core.db import after_commit
+from core.errors import Conflict, InvalidInput, ServiceError
+from core.runtime import Runtime
+from models import Checkpoint, Job, Photo, Subject, User, new_id, training_subjects
+
+log = logging.getLogger(__name__)
+
+
+def pick_token(session: Session, user: User, candidates: tuple[str, ...]) -> str:
+    used = set(session.scalars(select(Subject.token).where(Subject.user_id == user.id)))
+    for token in candidates:
+        if token not in used:
+            return token
+    raise Conflict("Every default token is in use; pass a `token`.")
+
+
+def create_subject(
+    session: Session, runtime: Runtime, user: User, name: str, class_word: str, token: str | None
+) -> Subject:
+    if token is None:
+        token = pick_token(session, user, runtime.settings.subject_tokens)
+    elif session.scalar(select(Subject.id).where(Subject.user_id == user.id, Subject.token == token)):
+        raise Conflict(f"Another of your subjects already uses the token {token!r}.")
+    subject = Subject(user_id=user.id, name=name, class_word=class_word, token=token)
+    session.add(subject)
+    session.flush()
+    session.refresh(subject)  # loads photo_count
+    return subject
+
+
+def _rejections(uploads: list[UploadedFile], runtime: Runtime) -> list[tuple[int, UploadedFile, ServiceError]]:
+    settings = runtime.settings
+    bad = []
+    for index, upload in enumerate(uploads):
+        try:
+            check_image(upload.read(), max_pixels=settings.max_photo_pixels, min_side=settings.min_photo_side)
+        except ServiceError as exc:
+            bad.append((index, upload, exc))
+    return bad
+
+
+def check_uploads(uploads: list[UploadedFile], runtime: Runtime) -> None:
+    """Raise one error naming every bad file; its status is theirs when they agree, else 422."""
+    bad = _rejections(uploads, runtime)
+    if not bad:
+        return
+    statuses = {exc.status for _, _, exc in bad}
+    errors = [{"field": f"files[{i}]", "detail": f"{u.filename or 'file'}: {exc.detail}"} for i, u, exc in bad]
+    detail = f"{len(bad)} of {len(uploads)} files were refused; nothing was stored."
+    cls = type(bad[0][2]) if len(statuses) == 1 else InvalidInput
+    raise cls(detail, errors=errors)
+
+
+def add_photos(session: Session, runtime: Runtime, subject: Subject, uploads: list[UploadedFile]) -> list[Photo]:
+    """All or nothing: every file is checked before any is stored; stored blobs are removed on failure."""
+    settings = runtime.settings
+    if not uploads:
+        raise InvalidInput("Send at least one file.", errors=[{"field": "files", "detail": "no file"}])
+    count = session.scalar(select(func.count(Photo.id)).where(Photo.subject_id == subject.id)) or 0
+    if count + len(uploads) > settings.max_photos_per_subject:
+        raise Conflict(f"A subject holds at most {settings.max_photos_per_subject} photos; it has {count}.")
+    check_uploads(uploads, runtime)
+    photos: list[Photo] = []
+    try:
+        for upload in uploads:
+            clean = clean_image(upload.read(), max_pixels=settings.max_photo_pixels, min_side=settings.min_photo_side)
+            photo_id = new_id()
+            key = keys.photo(subject.user_id, subject.id, photo_id, clean.ext)
+            runtime.storage.put(key, clean.data, clean.content_type)
+            photos.append(
+                Photo(id=photo_id, subject_id=subject.id, user_id=subject.user_id, storage_key=key,
+                      content_type=clean.content_type, width=clean.width, height=clean.height,
+                      size_bytes=len(clean.data), sha256=clean.sha256)
+            )  # fmt: skip
+    except BaseException:
+        _forget_blobs(runtime, [p.storage_key for p in photos])
+        raise
+    session.add_all(photos)
+    session.flush()
+    return photos
+
+
+def _forget_blobs(runtime: Runtime, blob_keys: list[str]) -> None:
+    for key in blob_keys:
+        try:
+            runtime.storage.delete(key)
+        except Exception:
+            log.warning("could not remove blob %s after a failed upload", key)
+
+
+def delete_photo(session: Session, runtime: Runtime, photo: Photo) -> None:
+    session.delete(photo)
+    session.flush()
+    key = photo.storage_key
+    after_commit(session, lambda: delete_blobs(runtime, [key]))
+
+
+def delete_subject(session: Session, runtime: Runtime, subject: Subject) -> None:
+    """The subject, its photos, the trainings on it and their checkpoints: rows now, blobs after the commit."""
+    training_ids = list(
+        session.scalars(select(training_subjects.c.training_id).where(training_subjects.c.subject_id == subject.id))
+    )
+    checkpoints = session.scalars(select(Checkpoint).where(Checkpoint.training_id.in_(training_ids))).all()
+    prefixes = [keys.subject_prefix(subject.user_id, subject.id)]
+    prefixes += [keys.checkpoint_prefix(c.user_id, c.id) for c in checkpoints]
+    prefixes += [keys.training_state(t) for t in training_ids]
+    session.execute(delete(Job).where(Job.id.in_(training_ids)))  # checkpoints go with them (FK cascade)
+    session.execute(delete(Subject).where(Subject.id == subject.id))  # photos go with it
+    session.expunge(subject)
+    after_commit(session, lambda: delete_blobs(runtime, prefixes))
+
+
+def delete_blobs(runtime: Runtime, prefixes: list[str]) -> None:
+    """Delete now; if storage does not answer, a CPU worker retries later."""
+    try:
+        for prefix in prefixes:
+            runtime.storage.delete_prefix(prefix)
+    except Exception:
+        log.warning("storage cleanup deferred to the CPU queue: %s", prefixes)
+        send(runtime.celery, DELETE_PREFIXES, [prefixes])

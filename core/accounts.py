@@ -1,0 +1,61 @@
+"""Users and API keys: creation (API, operator tool, bootstrap) and lookup by key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import ApiKey, User, utcnow
+
+KEY_PREFIX = "svd_"
+
+
+def generate_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    # Keys carry 256 random bits, so a plain SHA-256 is enough (no slow KDF needed to resist guessing).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def add_key(session: Session, user: User, key: str | None = None) -> str:
+    key = key or generate_api_key()
+    session.add(ApiKey(user_id=user.id, key_hash=hash_api_key(key), prefix=key[:10]))
+    session.flush()
+    return key
+
+
+def create_user(session: Session, name: str, role: str = "user", key: str | None = None) -> tuple[User, str]:
+    """A new user and its first API key (returned in clear, never stored)."""
+    user = User(name=name, role=role, webhook_secret=generate_webhook_secret())
+    session.add(user)
+    session.flush()
+    return user, add_key(session, user, key)
+
+
+def user_for_key(session: Session, key: str) -> User | None:
+    api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None)))
+    if api_key is None:
+        return None
+    api_key.last_used_at = utcnow()
+    return api_key.user
+
+
+def ensure_admin_key(session: Session, key: str, name: str = "admin") -> User:
+    """The user this key authenticates, made an admin; created with the key if missing."""
+    existing = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key)))
+    if existing is not None:
+        existing.user.role = "admin"
+        existing.revoked_at = None
+        return existing.user
+    user, _ = create_user(session, name, "admin", key)
+    return user

@@ -1,0 +1,89 @@
+"""The Celery app: configuration, queues and routing by task name. Importable without torch.
+
+The API sends tasks by name (`send`), never importing the task modules; only worker processes import them
+(`include`).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from core.errors import BrokerUnavailable
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+TRAIN = "svdiff.train"
+GENERATE = "svdiff.generate"
+EDIT = "svdiff.edit"
+EXPORT_LORA = "svdiff.export_lora"
+DELIVER_WEBHOOK = "svdiff.deliver_webhook"
+DELETE_PREFIXES = "svdiff.delete_prefixes"
+RECONCILE = "svdiff.reconcile"
+
+QUEUES = ("training", "inference", "cpu")
+ROUTES = {
+    TRAIN: "training",
+    GENERATE: "inference",
+    EDIT: "inference",
+    EXPORT_LORA: "inference",
+    DELIVER_WEBHOOK: "cpu",
+    DELETE_PREFIXES: "cpu",
+    RECONCILE: "cpu",
+}
+TASK_OF_KIND = {"training": TRAIN, "generation": GENERATE, "edit": EDIT}
+TASK_MODULES = ["worker.tasks.cpu", "worker.tasks.training", "worker.tasks.inference"]
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("svdiff", broker=settings.broker_url, include=TASK_MODULES)
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="cpu",
+        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        task_acks_late=True,  # a task is acknowledged when it ends, so a killed worker's job is redelivered
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,  # the database row is the job's state; no result backend
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        beat_schedule={
+            "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_every_seconds},
+        },
+        timezone="UTC",
+    )
+    return app
+
+
+@lru_cache
+def default_app() -> Celery:
+    return make_celery(get_settings())
+
+
+def send(app: Celery, name: str, args: list[Any], *, task_id: str | None = None, countdown: float = 0) -> None:
+    """Publish a task by name to its queue; a broker that does not answer raises BrokerUnavailable."""
+    try:
+        app.send_task(name, args=args, task_id=task_id, queue=ROUTES[name], countdown=countdown or None)
+    except Exception as exc:  # kombu/redis raise many types; all mean "not sent"
+        log.warning("could not send %s%s: %s", name, args, exc)
+        raise BrokerUnavailable(f"the task broker is unavailable ({type(exc).__name__})") from exc
+
+
+def check_broker(app: Celery, timeout: float = 3.0) -> None:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        raise BrokerUnavailable(f"the task broker is unavailable ({type(exc).__name__})") from exc

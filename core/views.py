@@ -1,0 +1,191 @@
+"""The public representation of jobs, checkpoints, subjects and photos: what GET returns and what webhooks carry.
+
+Shared by the API (responses) and the workers (webhook payloads), so both always agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.orm import Session
+
+from core.settings import Settings
+from core.storage import Storage
+from models import QUEUED, RUNNING, Checkpoint, Job, JobImage, Photo, Subject, Training, utcnow
+
+
+class Progress(BaseModel):
+    step: int
+    total: int
+
+
+class JobError(BaseModel):
+    type: str
+    detail: str
+
+
+class ImageOut(BaseModel):
+    url: str
+    seed: int | None
+    width: int
+    height: int
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    progress: Progress
+    queue_position: int | None
+    eta_seconds: float | None
+    params: dict[str, Any]
+    error: JobError | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TrainingOut(JobOut):
+    subject_ids: list[str]
+    checkpoint_id: str | None
+
+
+class GenerationOut(JobOut):
+    images: list[ImageOut]
+
+
+class EditOut(GenerationOut):
+    pass
+
+
+class AdminJobOut(JobOut):
+    user_id: str
+    attempts: int
+    worker_id: str | None
+
+
+class CheckpointOut(BaseModel):
+    id: str
+    training_id: str
+    subject_ids: list[str]
+    base_model: str
+    size_bytes: int
+    sha256: str
+    format_version: int
+    created_at: datetime
+    download_url: str
+    download_expires_at: datetime
+
+
+class PhotoOut(BaseModel):
+    id: str
+    width: int
+    height: int
+    sha256: str
+    url: str
+    created_at: datetime
+
+
+class SubjectOut(BaseModel):
+    id: str
+    name: str
+    class_word: str
+    token: str
+    photo_count: int
+    created_at: datetime
+
+
+class Presenter:
+    def __init__(self, session: Session, storage: Storage, settings: Settings) -> None:
+        self.session = session
+        self.storage = storage
+        self.expiry = settings.presign_expiry_seconds
+
+    def _url(self, key: str, filename: str | None = None) -> str:
+        return self.storage.presigned_url(key, self.expiry, filename)
+
+    def queue_position(self, job: Job) -> int | None:
+        if job.status != QUEUED:
+            return None
+        ahead = select(func.count(Job.id)).where(
+            Job.queue == job.queue,
+            Job.status == QUEUED,
+            tuple_(Job.created_at, Job.id) < tuple_(job.created_at, job.id),
+        )
+        return int(self.session.scalar(ahead) or 0)
+
+    @staticmethod
+    def eta_seconds(job: Job) -> float | None:
+        if job.status != RUNNING or job.started_at is None or job.progress_step <= 0 or not job.progress_total:
+            return None
+        elapsed = (utcnow() - job.started_at).total_seconds()
+        per_step = elapsed / job.progress_step
+        return round(per_step * max(job.progress_total - job.progress_step, 0), 1)
+
+    def _common(self, job: Job) -> dict[str, Any]:
+        error = JobError(type=job.error_type, detail=job.error_detail or "") if job.error_type else None
+        return {
+            "id": job.id,
+            "kind": job.kind,
+            "status": job.status,
+            "progress": Progress(step=job.progress_step, total=job.progress_total),
+            "queue_position": self.queue_position(job),
+            "eta_seconds": self.eta_seconds(job),
+            "params": dict(job.params),
+            "error": error,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+        }
+
+    def images(self, job: Job) -> list[ImageOut]:
+        rows = self.session.scalars(select(JobImage).where(JobImage.job_id == job.id).order_by(JobImage.index))
+        return [ImageOut(url=self._url(i.storage_key), seed=i.seed, width=i.width, height=i.height) for i in rows]
+
+    def job(self, job: Job) -> JobOut:
+        if isinstance(job, Training):
+            checkpoint_id = self.session.scalar(select(Checkpoint.id).where(Checkpoint.training_id == job.id))
+            return TrainingOut(**self._common(job), subject_ids=self.subject_ids(job.id), checkpoint_id=checkpoint_id)
+        cls = GenerationOut if job.kind == "generation" else EditOut
+        return cls(**self._common(job), images=self.images(job))
+
+    def admin_job(self, job: Job) -> AdminJobOut:
+        return AdminJobOut(**self._common(job), user_id=job.user_id, attempts=job.attempts, worker_id=job.worker_id)
+
+    def subject_ids(self, training_id: str) -> list[str]:
+        from models import training_subjects as ts
+
+        query = select(ts.c.subject_id).where(ts.c.training_id == training_id).order_by(ts.c.position)
+        return list(self.session.scalars(query))
+
+    def checkpoint(self, checkpoint: Checkpoint) -> CheckpointOut:
+        expires = utcnow() + timedelta(seconds=self.expiry)
+        return CheckpointOut(
+            id=checkpoint.id,
+            training_id=checkpoint.training_id,
+            subject_ids=self.subject_ids(checkpoint.training_id),
+            base_model=checkpoint.base_model,
+            size_bytes=checkpoint.size_bytes,
+            sha256=checkpoint.sha256,
+            format_version=checkpoint.format_version,
+            created_at=checkpoint.created_at,
+            download_url=self._url(checkpoint.storage_key, f"{checkpoint.id}.safetensors"),
+            download_expires_at=expires.replace(microsecond=0),
+        )
+
+    def photo(self, photo: Photo) -> PhotoOut:
+        return PhotoOut(
+            id=photo.id,
+            width=photo.width,
+            height=photo.height,
+            sha256=photo.sha256,
+            url=self._url(photo.storage_key),
+            created_at=photo.created_at,
+        )
+
+    @staticmethod
+    def subject(subject: Subject) -> SubjectOut:
+        return SubjectOut.model_validate(subject, from_attributes=True)
