@@ -82,6 +82,7 @@ def tiny_pipeline(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
     ).eval()
     return StableDiffusionPipeline(
         vae=vae, text_encoder=tiny_text_encoder(seed), tokenizer=tiny_tokenizer(folder / "tokenizer"),
-        unet=tiny_unet(seed), scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
+        unet=tiny_unet(seed), scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
     )
