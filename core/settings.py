@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     # Webhooks
     allow_private_webhooks: bool = False
     webhook_timeout_seconds: float = 10.0
-    webhook_max_attempts: int = Field(default=30, ge=1)  # with the backoff below: about 27 hours
+    webhook_max_attempts: int = Field(default=31, ge=1)  # with the backoff below: just over a day
+    webhook_backoff_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
 
     # The method
     base_model: str = Field(default_factory=_default_base_model)

@@ -1,0 +1,175 @@
+"""What every job task shares: claiming the row (attempt counter, takeover of a lost job), the heartbeat, the
+progress callback that also carries cancel, and the final states."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from core.db import session_scope
+from core.errors import StorageUnavailable
+from core.jobs import change_status, fail
+from core.runtime import Runtime
+from models import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, utcnow
+from worker.method import Canceled
+
+log = logging.getLogger(__name__)
+J = TypeVar("J", bound=Job)
+
+
+class JobLost(Exception):
+    """The row is gone (deleted) or another worker took the job over: stop without touching it."""
+
+
+def claim(runtime: Runtime, job_id: str, worker: str) -> Job | None:
+    """Mark the job running for this worker and count the attempt; None when there is nothing to do."""
+    settings = runtime.settings
+    with session_scope(runtime.sessions) as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None:
+            return None
+        now = utcnow()
+        timeout = timedelta(seconds=settings.heartbeat_timeout_seconds)
+        stale = job.heartbeat_at is None or job.heartbeat_at < now - timeout
+        if not (job.status == QUEUED or (job.status == RUNNING and stale)):
+            log.info("job %s is %s: nothing to do", job_id, job.status)
+            return None
+        job.attempts += 1
+        if job.attempts > settings.max_job_attempts:
+            if job.status == QUEUED:
+                change_status(session, runtime, job, RUNNING)
+            fail(session, runtime, job, "TooManyAttempts", f"gave up after {settings.max_job_attempts} attempts")
+            return None
+        job.worker_id, job.heartbeat_at = worker, now
+        if job.status == QUEUED:
+            change_status(session, runtime, job, RUNNING)
+        return job
+
+
+def load_job(runtime: Runtime, kind: type[J], job_id: str, worker: str) -> J:
+    with runtime.sessions() as session:
+        job = session.scalar(select(kind).where(kind.id == job_id))
+        if job is None or job.worker_id != worker or job.status != RUNNING:
+            raise JobLost(job_id)
+        return job
+
+
+class Progress:
+    """`progress(step, total)`: writes step/total and the heartbeat at most every `interval` seconds; returns
+    False once a cancel was requested or the job was lost."""
+
+    def __init__(self, runtime: Runtime, job_id: str, worker: str) -> None:
+        self.runtime, self.job_id, self.worker = runtime, job_id, worker
+        self.interval = runtime.settings.progress_interval_seconds
+        self.last_write = 0.0
+        self.cancel_requested = False
+        self.lost = False
+
+    def __call__(self, step: int, total: int) -> bool:
+        now = time.monotonic()
+        if now - self.last_write >= self.interval or step >= total:
+            self.last_write = now
+            self._write(step, total)
+        return not (self.cancel_requested or self.lost)
+
+    def _write(self, step: int, total: int) -> None:
+        with session_scope(self.runtime.sessions) as session:
+            mine = (Job.id == self.job_id, Job.worker_id == self.worker, Job.status == RUNNING)
+            done = session.execute(
+                update(Job).where(*mine).values(progress_step=step, progress_total=total, heartbeat_at=utcnow())
+            )
+            if getattr(done, "rowcount", 1) == 0:
+                self.lost = True
+                return
+            self.cancel_requested = bool(session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
+
+
+@contextmanager
+def heartbeat(runtime: Runtime, job_id: str, worker: str) -> Iterator[None]:
+    """Keep `heartbeat_at` fresh while the method prepares (no steps yet), so the reconciler leaves it alone."""
+    stop = threading.Event()
+    every = max(runtime.settings.heartbeat_timeout_seconds / 4, 1.0)
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                with session_scope(runtime.sessions) as session:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.worker_id == worker, Job.status == RUNNING)
+                        .values(heartbeat_at=utcnow())
+                    )
+            except Exception:
+                log.warning("heartbeat of job %s failed", job_id, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def owned_running(session: Session, job_id: str, worker: str) -> Job | None:
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or job.worker_id != worker or job.status != RUNNING:
+        return None
+    return job
+
+
+def finish(runtime: Runtime, job_id: str, worker: str, status: str, error: tuple[str, str] | None = None) -> bool:
+    """A final state without results, unless the job was lost meanwhile. Returns whether it was written."""
+    with session_scope(runtime.sessions) as session:
+        job = owned_running(session, job_id, worker)
+        if job is None:
+            return False
+        change_status(session, runtime, job, status, error=error)
+        return True
+
+
+Work = Callable[[J, Progress], Callable[[Session, J], None]]
+INFRASTRUCTURE = (StorageUnavailable, OperationalError, InterfaceError)
+
+
+def run_job(runtime: Runtime, kind: type[J], job_id: str, worker: str, work: Work[J]) -> str:
+    """Claim, run `work` (which calls the method and returns the writer of its results), then store the results
+    and the final status in one transaction. Returns the outcome, for logs and tests."""
+    if claim(runtime, job_id, worker) is None:
+        return "skipped"
+    progress = Progress(runtime, job_id, worker)
+    try:
+        job = load_job(runtime, kind, job_id, worker)
+        with heartbeat(runtime, job_id, worker):
+            write_results = work(job, progress)
+        if progress.lost:
+            raise JobLost(job_id)
+        if progress.cancel_requested:
+            raise Canceled()
+    except JobLost:
+        return "lost"
+    except Canceled:
+        return CANCELED if finish(runtime, job_id, worker, CANCELED) else "lost"
+    except INFRASTRUCTURE:
+        raise  # the job stays running; its heartbeat goes stale and the reconciler retries it
+    except Exception as exc:
+        log.exception("%s %s failed", kind.__name__, job_id)
+        written = finish(runtime, job_id, worker, FAILED, (type(exc).__name__, str(exc) or repr(exc)))
+        return FAILED if written else "lost"
+    with session_scope(runtime.sessions) as session:
+        owned = owned_running(session, job_id, worker)
+        if owned is None or not isinstance(owned, kind):
+            return "lost"
+        write_results(session, owned)
+        owned.progress_step = max(owned.progress_step, owned.progress_total)
+        change_status(session, runtime, owned, SUCCEEDED)
+    return SUCCEEDED

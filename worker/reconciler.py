@@ -1,0 +1,74 @@
+"""The periodic reconciler: the database says what should be happening; make the broker and workers agree.
+
+- a queued job whose message the broker lost (not sent for `requeue_after_seconds`) is sent again; the task
+  ignores duplicates because it only claims a job that is queued or whose worker went silent;
+- a running job whose heartbeat is older than `heartbeat_timeout_seconds` lost its worker: it goes back to the
+  queue, or fails once its attempts are spent;
+- a pending webhook delivery not attempted when due is sent again;
+- idempotency records older than a day are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from core.celery_app import DELIVER_WEBHOOK, send
+from core.db import after_commit, session_scope
+from core.jobs import change_status, enqueue_job, fail
+from core.runtime import Runtime
+from models import QUEUED, RUNNING, IdempotencyRecord, Job, WebhookDelivery, utcnow
+from models.webhook import PENDING
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+def reconcile(runtime: Runtime) -> dict[str, int]:
+    settings = runtime.settings
+    now = utcnow()
+    requeue_before = now - timedelta(seconds=settings.requeue_after_seconds)
+    silent_before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
+    counts = {"resent": 0, "requeued": 0, "failed": 0, "webhooks": 0, "idempotency_purged": 0}
+    with session_scope(runtime.sessions) as session:
+        lost = session.scalars(
+            select(Job).where(Job.status == QUEUED, Job.enqueued_at < requeue_before).limit(BATCH)
+        ).all()
+        for job in lost:
+            enqueue_job(session, runtime, job)
+            counts["resent"] += 1
+        silent = session.scalars(
+            select(Job).where(Job.status == RUNNING, Job.heartbeat_at < silent_before).limit(BATCH)
+        ).all()
+        for job in silent:
+            if job.attempts >= settings.max_job_attempts:
+                fail(session, runtime, job, "WorkerLost", f"the worker went silent; {job.attempts} attempts spent")
+                counts["failed"] += 1
+            else:
+                change_status(session, runtime, job, QUEUED)
+                job.worker_id = None
+                enqueue_job(session, runtime, job)
+                counts["requeued"] += 1
+        counts["webhooks"] = _resend_webhooks(session, runtime, requeue_before)
+        expired = IdempotencyRecord.created_at < now - timedelta(days=1)
+        purged = session.execute(delete(IdempotencyRecord).where(expired))
+        counts["idempotency_purged"] = int(getattr(purged, "rowcount", 0) or 0)
+    if any(counts.values()):
+        log.info("reconciled: %s", counts)
+    return counts
+
+
+def _resend_webhooks(session: Session, runtime: Runtime, before: datetime) -> int:
+    due = session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at < before)
+        .limit(BATCH)
+    ).all()
+    for delivery in due:
+        delivery.next_attempt_at = utcnow()
+        delivery_id = delivery.id
+        after_commit(session, lambda d=delivery_id: send(runtime.celery, DELIVER_WEBHOOK, [d]))
+    return len(due)

@@ -1,0 +1,72 @@
+"""Webhook delivery: signed as Standard Webhooks do, the same `webhook-id` on every attempt, exponential backoff
+for at least a day, and the address checked again at delivery time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import httpx
+
+from core.db import session_scope
+from core.runtime import Runtime
+from core.settings import Settings
+from core.webhooks import UnsafeWebhookUrl, check_webhook_url, sign
+from models import User, WebhookDelivery, utcnow
+from models.webhook import ABANDONED, DELIVERED, PENDING
+
+log = logging.getLogger(__name__)
+
+
+def backoff_seconds(settings: Settings, attempt: int) -> float:
+    """Delay before attempt `attempt + 1`: base * 2^(attempt-1), capped."""
+    return float(min(settings.webhook_backoff_base_seconds * 2 ** (attempt - 1), settings.webhook_backoff_max_seconds))
+
+
+def post(url: str, headers: dict[str, str], body: bytes, timeout: float) -> tuple[int | None, str | None]:
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=timeout, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    return response.status_code, None if response.is_success else f"HTTP {response.status_code}"
+
+
+def deliver(runtime: Runtime, delivery_id: str) -> float | None:
+    """One attempt. Returns the seconds to wait before the next one, or None when done (delivered or given up)."""
+    settings = runtime.settings
+    with session_scope(runtime.sessions) as session:
+        delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+        if delivery is None or delivery.status != PENDING:
+            return None
+        user = session.get(User, delivery.user_id)
+        if user is None:
+            delivery.status = ABANDONED
+            return None
+        try:
+            check_webhook_url(delivery.url, allow_private=settings.allow_private_webhooks)
+        except UnsafeWebhookUrl as exc:
+            delivery.status, delivery.last_error = ABANDONED, f"refused: {exc}"
+            return None
+        delivery.attempts += 1
+        body = delivery.payload.encode()
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "svdiff-webhooks/1",
+            "webhook-id": delivery.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(user.webhook_secret, delivery.id, timestamp, body),
+        }
+        status, error = post(delivery.url, headers, body, settings.webhook_timeout_seconds)
+        delivery.last_status_code, delivery.last_error = status, error
+        if error is None:
+            delivery.status, delivery.delivered_at = DELIVERED, utcnow()
+            return None
+        if delivery.attempts >= settings.webhook_max_attempts:
+            delivery.status = ABANDONED
+            log.warning("webhook %s abandoned after %d attempts: %s", delivery.id, delivery.attempts, error)
+            return None
+        wait = backoff_seconds(settings, delivery.attempts)
+        delivery.next_attempt_at = utcnow() + timedelta(seconds=wait)
+        return wait
