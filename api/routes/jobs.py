@@ -129,7 +129,11 @@ EDIT_BODY = {
 
 @router.post("/v1/edits", status_code=202, response_model=EditOut, tags=["edits"], openapi_extra=EDIT_BODY)
 async def create_edit(
-    request: Request, session: SessionDep, runtime: RuntimeDep, user: CurrentUser, idempotency_key: IdempotencyKey
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: CurrentUser,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Single-image editing: fine-tune on the image, invert it, regenerate it with the target prompt."""
     form = await read_multipart(request, max_file_bytes=runtime.settings.max_photo_bytes, max_files=1)

@@ -88,7 +88,11 @@ FILES_BODY = {
     "/v1/subjects", status_code=201, response_model=SubjectOut | SubjectWithTraining, openapi_extra=SUBJECT_BODY
 )
 async def create_subject(
-    request: Request, session: SessionDep, runtime: RuntimeDep, user: CurrentUser, idempotency_key: IdempotencyKey
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: CurrentUser,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """JSON `{name, class_word, token?}`, or multipart with `files` (and `train=true` to start a training)."""
     content_type = request.headers.get("content-type", "")
