@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint typecheck demo run bench-train bench-size bench-quality base-model clean
+.PHONY: install test test-slow lint typecheck demo run bench-train bench-svd bench-size bench-quality base-model clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ run: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) -m bench.train_step
+
+bench-svd: $(STAMP)
+	$(PY) -m bench.svd_cache
 
 bench-size: $(STAMP)
 	$(PY) -m bench.checkpoint_size
