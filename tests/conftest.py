@@ -1,0 +1,175 @@
+"""Service test fixtures: a fresh PostgreSQL database built by the migrations, Redis db 15 as the broker, an
+S3-compatible server (moto) on loopback started here, and the API in-process. All are created lazily, only for
+the tests that ask for them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("SVDIFF_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("SVDIFF_TEST_REDIS", "redis://127.0.0.1:6379/15")
+ADMIN_KEY = "svd_test_admin_" + "k" * 32
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    port = free_port()
+    binary = shutil.which("moto_server", path=str(VENV_BIN)) or "moto_server"
+    proc = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh database for this test session, schema built by running the migrations."""
+    import psycopg
+
+    from core import migrate
+
+    name = f"svdiff_test_{secrets.token_hex(4)}"
+    admin = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    migrate.upgrade(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The settings of the test deployment, as environment variables (also given to worker processes)."""
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    return {
+        "SVDIFF_ENVIRONMENT": "development",
+        "SVDIFF_DATA_DIR": str(tmp_path_factory.mktemp("var")),
+        "SVDIFF_DATABASE_URL": pg_url,
+        "SVDIFF_BROKER_URL": REDIS_URL,
+        "SVDIFF_STORAGE": "s3",
+        "SVDIFF_S3_ENDPOINT_URL": s3_endpoint,
+        "SVDIFF_S3_BUCKET": "svdiff-test",
+        "SVDIFF_S3_ACCESS_KEY_ID": "test",
+        "SVDIFF_S3_SECRET_ACCESS_KEY": "test",
+        "SVDIFF_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+        "SVDIFF_LORA_EXPORT_WAIT_SECONDS": "1",
+        "SVDIFF_PROGRESS_INTERVAL_SECONDS": "0",
+    }
+
+
+@pytest.fixture(scope="session")
+def runtime(service_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    from core.runtime import build_runtime
+    from core.settings import Settings
+
+    env = {k.removeprefix("SVDIFF_").lower(): v for k, v in service_env.items()}
+    settings = Settings(**env)  # type: ignore[arg-type]
+    rt = build_runtime(settings)
+    rt.storage.client.create_bucket(Bucket=settings.s3_bucket)  # type: ignore[attr-defined]
+    yield rt
+    rt.close()
+
+
+@pytest.fixture(scope="session")
+def app(runtime):  # type: ignore[no-untyped-def]
+    from api.app import create_app
+
+    return create_app(runtime)
+
+
+@pytest.fixture(scope="session")
+def client(app) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as test_client:  # runs the lifespan: the bootstrap admin exists afterwards
+        yield test_client
+
+
+@pytest.fixture
+def admin_headers(client: httpx.Client) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def make_user(client: httpx.Client, role: str = "user") -> dict[str, str]:
+    response = client.post(
+        "/v1/users", json={"name": f"u-{secrets.token_hex(3)}", "role": role},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return {"Authorization": f"Bearer {body['api_key']}", "id": body["id"], "secret": body["webhook_secret"]}
+
+
+@pytest.fixture
+def user(client: httpx.Client) -> dict[str, str]:
+    """Headers (plus `id` and `secret`) of a fresh user; pass `auth(user)` as headers."""
+    return make_user(client)
+
+
+@pytest.fixture
+def other_user(client: httpx.Client) -> dict[str, str]:
+    return make_user(client)
+
+
+def auth(user: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": user["Authorization"]}
+
+
+@pytest.fixture(scope="session")
+def cpu_worker(service_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on the CPU queue (webhooks, clean-ups, reconciler)."""
+    env = {**os.environ, **service_env, "SVDIFF_ALLOW_PRIVATE_WEBHOOKS": "true",
+           "SVDIFF_WEBHOOK_BACKOFF_BASE_SECONDS": "0.2", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", "cpu", "--pool", "solo"]
+    cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-n", "cpu-test@%h", "--loglevel", "INFO"]
+    log = open(Path(service_env["SVDIFF_DATA_DIR"]) / "cpu-worker.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
