@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import auth
+from tests.images import dog
+
+
+def create(client: httpx.Client, user: dict[str, str], **fields: object) -> httpx.Response:
+    body = {"name": "Rex", "class_word": "dog", **fields}
+    return client.post("/v1/subjects", json=body, headers=auth(user))
+
+
+def test_create_get_list_delete(client: httpx.Client, user: dict[str, str]) -> None:
+    created = create(client, user)
+    assert created.status_code == 201
+    subject = created.json()
+    assert subject["photo_count"] == 0 and subject["token"] == "sks" and subject["class_word"] == "dog"
+    assert client.get(f"/v1/subjects/{subject['id']}", headers=auth(user)).json() == subject
+    listed = client.get("/v1/subjects", headers=auth(user)).json()
+    assert listed == {"data": [subject], "next_cursor": None}
+    assert client.delete(f"/v1/subjects/{subject['id']}", headers=auth(user)).status_code == 204
+    assert client.get(f"/v1/subjects/{subject['id']}", headers=auth(user)).status_code == 404
+
+
+def test_default_tokens_are_unique_per_user(client: httpx.Client, user: dict[str, str]) -> None:
+    tokens = [create(client, user, name=f"s{i}").json()["token"] for i in range(3)]
+    assert len(set(tokens)) == 3
+    assert create(client, user, token=tokens[0]).status_code == 409
+    assert create(client, user, token="mydog").json()["token"] == "mydog"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"class_word": "Dog!"}, "class_word"),
+        ({"token": "Two Words"}, "token"),
+        ({"token": "x"}, "token"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_invalid_fields_are_422(client: httpx.Client, user: dict[str, str], fields: dict, field: str) -> None:
+    response = create(client, user, **fields)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_malformed_json_and_wrong_content_type(client: httpx.Client, user: dict[str, str]) -> None:
+    bad_json = client.post("/v1/subjects", content=b"{nope", headers={**auth(user), "content-type": "application/json"})
+    assert bad_json.status_code == 422
+    text = client.post("/v1/subjects", content=b"hi", headers={**auth(user), "content-type": "text/plain"})
+    assert text.status_code == 415
+
+
+def test_another_users_subject_is_404(client: httpx.Client, user: dict[str, str], other_user: dict[str, str]) -> None:
+    subject = create(client, user).json()
+    for call in (client.get, client.delete):
+        assert call(f"/v1/subjects/{subject['id']}", headers=auth(other_user)).status_code == 404
+    assert client.get(f"/v1/subjects/{subject['id']}/photos", headers=auth(other_user)).status_code == 404
+    files = [("files", ("a.jpg", dog(0), "image/jpeg"))]
+    upload = client.post(f"/v1/subjects/{subject['id']}/photos", files=files, headers=auth(other_user))
+    assert upload.status_code == 404
+    assert client.get("/v1/subjects", headers=auth(other_user)).json()["data"] == []
+    assert client.get(f"/v1/subjects/{subject['id']}", headers=auth(user)).status_code == 200
+
+
+def test_no_key_is_401(client: httpx.Client) -> None:
+    assert client.get("/v1/subjects").status_code == 401
+    assert client.post("/v1/subjects", json={"name": "a", "class_word": "dog"}).status_code == 401
+
+
+def test_multipart_create_with_photos(client: httpx.Client, user: dict[str, str]) -> None:
+    files = [("files", (f"{i}.jpg", dog(i), "image/jpeg")) for i in range(3)]
+    response = client.post("/v1/subjects", data={"name": "Rex", "class_word": "dog"}, files=files, headers=auth(user))
+    assert response.status_code == 201, response.text
+    assert response.json()["photo_count"] == 3
+
+
+def test_multipart_create_and_train(client: httpx.Client, user: dict[str, str]) -> None:
+    files = [("files", (f"{i}.jpg", dog(i), "image/jpeg")) for i in range(3)]
+    data = {"name": "Rex", "class_word": "dog", "train": "true"}
+    headers = {**auth(user), "Idempotency-Key": "subject-train-1"}
+    response = client.post("/v1/subjects", data=data, files=files, headers=headers)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["subject"]["photo_count"] == 3
+    training = body["training"]
+    assert training["status"] == "queued" and training["subject_ids"] == [body["subject"]["id"]]
+    assert training["params"]["cut_mix_unmix"] is False
+    replay = client.post("/v1/subjects", data=data, files=files, headers=headers)
+    assert replay.status_code == 201 and replay.json()["subject"]["id"] == body["subject"]["id"]
+    assert len(client.get("/v1/subjects", headers=auth(user)).json()["data"]) == 1
+
+
+def test_multipart_create_with_a_bad_photo_stores_nothing(client: httpx.Client, user: dict[str, str]) -> None:
+    files = [("files", ("ok.jpg", dog(0), "image/jpeg")), ("files", ("bad.jpg", b"not an image", "image/jpeg"))]
+    response = client.post("/v1/subjects", data={"name": "Rex", "class_word": "dog"}, files=files, headers=auth(user))
+    assert response.status_code == 415
+    assert response.json()["errors"] == [{"field": "files[1]", "detail": "bad.jpg: not a JPEG, PNG or WebP image"}]
+    assert client.get("/v1/subjects", headers=auth(user)).json()["data"] == []
