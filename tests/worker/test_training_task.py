@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from core import keys
+from core.db import session_scope
+from models import Job, Training, utcnow
+from tests.api.helpers import subject_with_photos, train
+from tests.conftest import auth
+from tests.worker.fake_method import FakeMethod
+from worker.lifecycle import run_job
+from worker.tasks.training import train_work
+
+
+def run(runtime: Any, training_id: str, worker: str = "w1") -> str:
+    return run_job(runtime, Training, training_id, worker, train_work(runtime))
+
+
+def new_training(client: httpx.Client, user: dict[str, str], steps: int = 5) -> dict[str, Any]:
+    subject = subject_with_photos(client, user, count=2)
+    response = train(client, user, [subject["id"]], steps=steps)
+    assert response.status_code == 202
+    return dict(response.json())
+
+
+def test_training_succeeds_and_stores_its_checkpoint(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    training = new_training(client, user)
+    assert run(runtime, training["id"]) == "succeeded"
+    done = client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()
+    assert done["status"] == "succeeded" and done["progress"] == {"step": 5, "total": 5}
+    assert done["started_at"] and done["finished_at"] and done["queue_position"] is None
+    checkpoint = client.get(f"/v1/checkpoints/{done['checkpoint_id']}", headers=auth(user)).json()
+    assert httpx.get(checkpoint["download_url"]).content == b"shifts[sks:2]"
+    assert checkpoint["base_model"] == "fake-base" and checkpoint["size_bytes"] == len(b"shifts[sks:2]")
+    assert runtime.storage.exists(keys.prior_prefix("fake0001") + "dog/0.png")
+    assert not runtime.storage.exists(keys.training_state(training["id"]))
+    assert run(runtime, training["id"]) == "skipped"  # a duplicate message does nothing
+
+
+def test_redelivered_training_resumes_from_saved_state(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime.settings, "checkpoint_every_steps", 2)
+    training = new_training(client, user, steps=6)
+
+    def die(step: int) -> None:
+        if step == 5:
+            raise SystemExit("worker killed")  # not an Exception: the shell must not mark the job failed
+
+    fake_method.on_step = die
+    with pytest.raises(SystemExit):
+        run(runtime, training["id"], worker="dead")
+    assert runtime.storage.get(keys.training_state(training["id"])) == b"4"
+    fake_method.on_step = None
+    assert run(runtime, training["id"], worker="w2") == "skipped"  # the dead worker's heartbeat is still fresh
+    with session_scope(runtime.sessions) as session:
+        job = session.get(Job, training["id"])
+        assert job is not None and job.status == "running" and job.attempts == 1
+        job.heartbeat_at = utcnow() - timedelta(hours=1)
+    assert run(runtime, training["id"], worker="w2") == "succeeded"
+    assert fake_method.resumed_from == 4
+    with session_scope(runtime.sessions) as session:
+        job = session.get(Job, training["id"])
+        assert job is not None and job.attempts == 2 and job.worker_id == "w2"
+
+
+def test_cancel_of_a_running_training_stops_it(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    training = new_training(client, user, steps=10)
+    fake_method.on_step = lambda step: (
+        step == 3 and client.post(f"/v1/trainings/{training['id']}/cancel", headers=auth(user))
+    )  # type: ignore[func-returns-value]
+    assert run(runtime, training["id"]) == "canceled"
+    done = client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()
+    assert done["status"] == "canceled" and done["progress"]["step"] < 10 and done["checkpoint_id"] is None
+
+
+def test_method_error_fails_the_job_with_its_reason(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    training = new_training(client, user)
+    fake_method.error = RuntimeError("CUDA out of memory")
+    assert run(runtime, training["id"]) == "failed"
+    done = client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()
+    assert done["status"] == "failed"
+    assert done["error"] == {"type": "RuntimeError", "detail": "CUDA out of memory"}
+
+
+def test_poison_job_fails_instead_of_looping(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    training = new_training(client, user)
+    with session_scope(runtime.sessions) as session:
+        job = session.get(Job, training["id"])
+        assert job is not None
+        job.attempts = runtime.settings.max_job_attempts
+    assert run(runtime, training["id"]) == "skipped"
+    done = client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()
+    assert done["status"] == "failed" and done["error"]["type"] == "TooManyAttempts"
+
+
+def test_subject_deleted_during_training(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    training = new_training(client, user, steps=6)
+    subject_id = training["subject_ids"][0]
+    fake_method.on_step = lambda step: step == 2 and client.delete(f"/v1/subjects/{subject_id}", headers=auth(user))  # type: ignore[func-returns-value]
+    assert run(runtime, training["id"]) == "lost"
+    assert client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).status_code == 404
+
+
+def test_canceled_while_queued_is_never_run(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    training = new_training(client, user)
+    client.post(f"/v1/trainings/{training['id']}/cancel", headers=auth(user))
+    assert run(runtime, training["id"]) == "skipped"
+    assert fake_method.resumed_from is None
