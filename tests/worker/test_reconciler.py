@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from core.db import session_scope
+from models import Job, utcnow
+from tests.api.helpers import subject_with_photos, train
+from tests.conftest import auth
+from worker.reconciler import reconcile
+
+
+def set_job(runtime: Any, job_id: str, **values: Any) -> None:
+    with session_scope(runtime.sessions) as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        for name, value in values.items():
+            setattr(job, name, value)
+
+
+def status(client: httpx.Client, user: dict[str, str], job_id: str) -> dict[str, Any]:
+    return dict(client.get(f"/v1/trainings/{job_id}", headers=auth(user)).json())
+
+
+@pytest.fixture
+def training(client: httpx.Client, user: dict[str, str]) -> dict[str, Any]:
+    subject = subject_with_photos(client, user)
+    return dict(train(client, user, [subject["id"]]).json())
+
+
+def test_lost_queued_job_is_sent_again(
+    client: httpx.Client, user: dict[str, str], runtime: Any, training: dict[str, Any]
+) -> None:
+    long_ago = utcnow() - timedelta(hours=2)
+    set_job(runtime, training["id"], enqueued_at=long_ago)
+    assert reconcile(runtime)["resent"] >= 1
+    with session_scope(runtime.sessions) as session:
+        job = session.get(Job, training["id"])
+        assert job is not None and job.enqueued_at is not None and job.enqueued_at > long_ago
+    assert reconcile(runtime)["resent"] == 0  # sent once per period, not on every pass
+
+
+def test_silent_worker_job_goes_back_to_the_queue(
+    client: httpx.Client, user: dict[str, str], runtime: Any, training: dict[str, Any]
+) -> None:
+    set_job(
+        runtime,
+        training["id"],
+        status="running",
+        worker_id="gone",
+        attempts=1,
+        heartbeat_at=utcnow() - timedelta(hours=1),
+    )
+    assert reconcile(runtime)["requeued"] >= 1
+    assert status(client, user, training["id"])["status"] == "queued"
+
+
+def test_silent_worker_job_fails_when_attempts_are_spent(
+    client: httpx.Client, user: dict[str, str], runtime: Any, training: dict[str, Any]
+) -> None:
+    set_job(runtime, training["id"], status="running", worker_id="gone", attempts=runtime.settings.max_job_attempts,
+            heartbeat_at=utcnow() - timedelta(hours=1))  # fmt: skip
+    reconcile(runtime)
+    done = status(client, user, training["id"])
+    assert done["status"] == "failed" and done["error"]["type"] == "WorkerLost"
+
+
+def test_live_jobs_are_left_alone(
+    client: httpx.Client, user: dict[str, str], runtime: Any, training: dict[str, Any]
+) -> None:
+    set_job(runtime, training["id"], status="running", worker_id="alive", attempts=1, heartbeat_at=utcnow())
+    reconcile(runtime)
+    assert status(client, user, training["id"])["status"] == "running"
