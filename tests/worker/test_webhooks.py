@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from core.webhooks import UnsafeWebhookUrl, check_webhook_url, sign, verify
+from models import Training, WebhookDelivery
+from tests.api.helpers import subject_with_photos, train
+from tests.conftest import auth
+from tests.worker.fake_method import FakeMethod
+from worker.lifecycle import run_job
+from worker.tasks.training import train_work
+from worker.webhooks import backoff_seconds, deliver
+
+
+class Receiver:
+    def __init__(self, fail_first: int = 0) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.fail_first = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                failing = len(receiver.requests) <= receiver.fail_first
+                self.send_response(500 if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.requests) >= count, f"got {len(self.requests)} of {count} webhook requests"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(fail_first=1)
+    yield r
+    r.server.shutdown()
+
+
+def test_every_status_change_is_delivered_signed_by_the_cpu_worker(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod, receiver: Receiver,
+    cpu_worker: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(runtime.settings, "allow_private_webhooks", True)
+    subject = subject_with_photos(client, user)
+    training = train(client, user, [subject["id"]], steps=3, webhook_url=receiver.url).json()
+    assert run_job(runtime, Training, training["id"], "w1", train_work(runtime)) == "succeeded"
+    receiver.wait_for(3)  # running (refused once, then retried with the same id) and succeeded
+    deliveries = [(h, b) for h, b in receiver.requests]
+    for headers, body in deliveries:
+        assert verify(user["secret"], headers, body), "bad signature"
+        assert abs(int(headers["webhook-timestamp"]) - time.time()) < 120
+    first_id = deliveries[0][0]["webhook-id"]  # refused with a 500, so retried with the same webhook-id
+    assert [h["webhook-id"] for h, _ in deliveries].count(first_id) == 2
+    events = {json.loads(b)["type"]: json.loads(b) for _, b in deliveries}
+    assert set(events) == {"training.running", "training.succeeded"}
+    final = client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()
+    assert events["training.succeeded"]["data"]["status"] == "succeeded"
+    assert events["training.succeeded"]["data"]["checkpoint_id"] == final["checkpoint_id"]
+    assert events["training.running"]["data"]["status"] == "running"
+
+
+def test_cancel_of_a_queued_job_is_announced(
+    client: httpx.Client, user: dict[str, str], runtime: Any, cpu_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime.settings, "allow_private_webhooks", True)
+    receiver = Receiver()
+    try:
+        generation = client.post(
+            "/v1/generations", json={"prompt": "a dog", "webhook_url": receiver.url}, headers=auth(user)
+        ).json()
+        client.post(f"/v1/generations/{generation['id']}/cancel", headers=auth(user))
+        receiver.wait_for(1)
+        headers, body = receiver.requests[0]
+        assert verify(user["secret"], headers, body)
+        assert json.loads(body)["type"] == "generation.canceled"
+    finally:
+        receiver.server.shutdown()
+
+
+def test_delivery_to_a_private_address_is_refused(
+    client: httpx.Client, user: dict[str, str], runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime.settings, "allow_private_webhooks", True)
+    generation = client.post(
+        "/v1/generations", json={"prompt": "a dog", "webhook_url": "http://127.0.0.1:9/x"}, headers=auth(user)
+    ).json()
+    monkeypatch.setattr(runtime.settings, "allow_private_webhooks", False)  # e.g. DNS changed since creation
+    client.post(f"/v1/generations/{generation['id']}/cancel", headers=auth(user))
+    with runtime.sessions() as session:
+        delivery_id = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.job_id == generation["id"]))
+    assert deliver(runtime, delivery_id) is None
+    with runtime.sessions() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        assert delivery is not None and delivery.status == "abandoned"
+        assert "refused" in (delivery.last_error or "")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://localhost:8000/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+        "file:///etc/passwd",
+        "http://user:pw@example.com/hook",
+    ],
+)
+def test_ssrf_guard_refuses(url: str) -> None:
+    with pytest.raises(UnsafeWebhookUrl):
+        check_webhook_url(url, allow_private=False)
+
+
+def test_ssrf_guard_allows_public_and_the_test_setting() -> None:
+    check_webhook_url("https://93.184.215.14/hook", allow_private=False)
+    check_webhook_url("http://127.0.0.1:8000/hook", allow_private=True)
+
+
+def test_signature_matches_standard_webhooks_example() -> None:
+    # The reference vector of the Standard Webhooks specification.
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == expected
+
+
+def test_backoff_retries_for_at_least_a_day(runtime: Any) -> None:
+    settings = runtime.settings
+    total = sum(backoff_seconds(settings, attempt) for attempt in range(1, settings.webhook_max_attempts))
+    assert total >= 24 * 3600
+    assert backoff_seconds(settings, 1) < backoff_seconds(settings, 2) <= settings.webhook_backoff_max_seconds
