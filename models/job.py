@@ -4,7 +4,7 @@ see every job alike; the database row is the source of truth for a job's state."
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -34,7 +34,7 @@ class Job(IdMixin, CreatedMixin, Base):
         Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
         Index("ix_jobs_user_kind_created", "user_id", "kind", "created_at"),
     )
-    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_on": "kind"}
+    __mapper_args__ = {"polymorphic_on": "kind"}  # noqa: RUF012
 
     kind: Mapped[str] = mapped_column(String(16))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -57,28 +57,24 @@ class Job(IdMixin, CreatedMixin, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
-    images: Mapped[list[JobImage]] = relationship(
-        order_by=lambda: JobImage.index, viewonly=True
-    )
+    images: Mapped[list[JobImage]] = relationship(order_by=lambda: JobImage.index, viewonly=True)
 
 
 class Training(Job):
-    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "training"}
+    __mapper_args__ = {"polymorphic_identity": "training"}  # noqa: RUF012
 
     subjects: Mapped[list[Subject]] = relationship(
         secondary=training_subjects, order_by=training_subjects.c.position, viewonly=True
     )
-    checkpoint: Mapped[Checkpoint | None] = relationship(
-        back_populates="training", uselist=False, viewonly=True
-    )
+    checkpoint: Mapped[Checkpoint | None] = relationship(back_populates="training", uselist=False, viewonly=True)
 
 
 class Generation(Job):
-    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "generation"}
+    __mapper_args__ = {"polymorphic_identity": "generation"}  # noqa: RUF012
 
 
 class Edit(Job):
-    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "edit"}
+    __mapper_args__ = {"polymorphic_identity": "edit"}  # noqa: RUF012
 
 
 class JobImage(IdMixin, CreatedMixin, Base):

@@ -30,9 +30,7 @@ class Subject(CreatedMixin, Base):
     class_word: Mapped[str] = mapped_column(String(50))
     token: Mapped[str] = mapped_column(String(32))
 
-    photos: Mapped[list[Photo]] = relationship(
-        order_by=lambda: (Photo.created_at, Photo.id), viewonly=True
-    )
+    photos: Mapped[list[Photo]] = relationship(order_by=lambda: (Photo.created_at, Photo.id), viewonly=True)
     photo_count: Mapped[int] = column_property(
         select(func.count(Photo.id)).where(Photo.subject_id == id).correlate_except(Photo).scalar_subquery()
     )

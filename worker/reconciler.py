@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -69,6 +70,5 @@ def _resend_webhooks(session: Session, runtime: Runtime, before: datetime) -> in
     ).all()
     for delivery in due:
         delivery.next_attempt_at = utcnow()
-        delivery_id = delivery.id
-        after_commit(session, lambda d=delivery_id: send(runtime.celery, DELIVER_WEBHOOK, [d]))
+        after_commit(session, partial(send, runtime.celery, DELIVER_WEBHOOK, [delivery.id]))
     return len(due)

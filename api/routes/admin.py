@@ -119,5 +119,5 @@ def stats(session: SessionDep, _admin: AdminUser) -> Stats:
         .order_by(func.max(Job.heartbeat_at).desc())
         .limit(100)
     )
-    workers = [WorkerSeen(worker_id=w, last_seen_at=t) for w, t in session.execute(seen)]
+    workers = [WorkerSeen(worker_id=str(w), last_seen_at=t) for w, t in session.execute(seen)]
     return Stats(jobs=jobs, storage_bytes=storage, workers=workers)
