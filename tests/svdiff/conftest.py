@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusers import StableDiffusionPipeline
 
 from svdiff import SpectralShiftModel, attach
-from tests.svdiff.tiny import randomize_norms, tiny_text_encoder, tiny_unet
+from tests.svdiff.tiny import randomize_norms, tiny_pipeline, tiny_text_encoder, tiny_unet
 
 # Tiny models gain nothing from threads, and oversubscribed cores slow them down a hundredfold.
 torch.set_num_threads(1)
@@ -40,3 +41,11 @@ def random_shifts(model: SpectralShiftModel, scale: float = 0.3, seed: int = 0) 
 @pytest.fixture
 def make_shifts() -> Callable[..., dict[str, torch.Tensor]]:
     return random_shifts
+
+
+@pytest.fixture
+def pipe(tmp_path: Path) -> StableDiffusionPipeline:
+    """The tiny pipeline with a 64-token context, long enough for Cut-Mix prompts (its tokenizer is per character)."""
+    pipeline = tiny_pipeline(tmp_path / "pipe", max_length=64)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

@@ -29,11 +29,11 @@ def tiny_unet(seed: int = 0) -> UNet2DConditionModel:
     ).eval()
 
 
-def tiny_text_encoder(seed: int = 0) -> CLIPTextModel:
+def tiny_text_encoder(seed: int = 0, max_length: int = 12) -> CLIPTextModel:
     torch.manual_seed(seed)
     config = CLIPTextConfig(
         vocab_size=64, hidden_size=CONTEXT_DIM, intermediate_size=48, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=12, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        num_attention_heads=4, max_position_embeddings=max_length, bos_token_id=0, eos_token_id=1, pad_token_id=1,
     )
     return CLIPTextModel(config).eval()
 
@@ -72,8 +72,11 @@ def tiny_tokenizer(folder: Path, max_length: int = 12) -> CLIPTokenizer:
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
 
 
-def tiny_pipeline(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
-    """A complete StableDiffusionPipeline small enough to sample 16x16 images in milliseconds."""
+def tiny_pipeline(folder: Path, seed: int = 0, max_length: int = 12) -> StableDiffusionPipeline:
+    """A complete StableDiffusionPipeline small enough to sample 16x16 images in milliseconds.
+
+    Its tokenizer is character-level: prompts longer than `max_length - 2` characters are truncated.
+    """
     torch.manual_seed(seed)
     vae = AutoencoderKL(
         block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
@@ -81,7 +84,8 @@ def tiny_pipeline(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=16,
     ).eval()
     return StableDiffusionPipeline(
-        vae=vae, text_encoder=tiny_text_encoder(seed), tokenizer=tiny_tokenizer(folder / "tokenizer"),
+        vae=vae, text_encoder=tiny_text_encoder(seed, max_length),
+        tokenizer=tiny_tokenizer(folder / "tokenizer", max_length),
         unet=tiny_unet(seed), scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

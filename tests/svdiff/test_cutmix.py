@@ -1,0 +1,95 @@
+"""Cut-Mix geometry, layouts and prompts for two and three subjects."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from svdiff.batches import SubjectPixels, subject_batch
+from svdiff.cutmix import collage, draw_layout, half_masks, layout_prompt, mix_prompt, prior_mix_prompt
+from svdiff.train_config import TrainConfig
+
+
+@pytest.mark.parametrize("width", [16, 15])
+def test_collage_halves_are_the_centre_strips(width):
+    left, right = torch.randn(3, 16, width), torch.randn(3, 16, width)
+    mixed = collage(left, right)
+    half = width // 2
+    assert mixed.shape == left.shape
+    start_left, start_right = (width - half) // 2, (width - (width - half)) // 2
+    assert torch.equal(mixed[..., :half], left[..., start_left : start_left + half])
+    assert torch.equal(mixed[..., half:], right[..., start_right : start_right + width - half])
+    if width == 16:  # even width: columns 4..11 of each image
+        assert torch.equal(mixed[..., :8], left[..., 4:12]) and torch.equal(mixed[..., 8:], right[..., 4:12])
+
+
+def test_half_masks_split_columns_and_leave_an_odd_middle_to_neither():
+    even = half_masks(2, 4)
+    assert even[0].tolist() == [[1, 1, 0, 0]] * 2 and even[1].tolist() == [[0, 0, 1, 1]] * 2
+    odd = half_masks(1, 5)
+    assert odd[0].tolist() == [[1, 1, 0, 0, 0]] and odd[1].tolist() == [[0, 0, 0, 1, 1]]
+
+
+@pytest.mark.parametrize("subjects", [2, 3])
+def test_layouts_mix_with_the_given_probability_over_all_ordered_pairs(subjects):
+    generator = torch.Generator().manual_seed(0)
+    draws = [draw_layout(subjects, 0.6, generator) for _ in range(4000)]
+    pairs = Counter(d for d in draws if len(d) == 2)
+    singles = Counter(d for d in draws if len(d) == 1)
+    assert abs(sum(pairs.values()) / len(draws) - 0.6) < 0.03
+    assert all(left != right for left, right in pairs)
+    assert set(pairs) == {(a, b) for a in range(subjects) for b in range(subjects) if a != b}
+    expected = sum(pairs.values()) / (subjects * (subjects - 1))
+    assert all(abs(count - expected) < 0.2 * expected for count in pairs.values())  # uniform over ordered pairs
+    assert set(singles) == {(i,) for i in range(subjects)}
+
+
+def test_one_subject_never_mixes():
+    generator = torch.Generator().manual_seed(0)
+    assert {draw_layout(1, 1.0, generator) for _ in range(50)} == {(0,)}
+
+
+def test_prompts_for_two_and_three_subjects():
+    subjects = [("xq", "dog"), ("zv", "cat"), ("jk", "dog")]
+    assert mix_prompt(subjects[0], subjects[1]) == "a photo of a xq dog on the left and a zv cat on the right"
+    assert layout_prompt((2, 0), subjects) == "a photo of a jk dog on the left and a xq dog on the right"
+    assert layout_prompt((1,), subjects) == "a photo of a zv cat"
+    assert prior_mix_prompt("cat", "dog") == "a photo of a cat on the left and a dog on the right"
+
+
+def _solid(value: float, count: int = 2) -> torch.Tensor:
+    return torch.full((count, 3, 8, 8), value)
+
+
+def test_subject_batches_mix_instances_and_priors_the_same_way():
+    """Each subject's photos (and its class's images) have their own value, so halves reveal their source."""
+    data = [SubjectPixels(t, c, _solid(i / 10), _solid(0.5 + i / 10)) for i, (t, c) in
+            enumerate([("xq", "dog"), ("zv", "cat"), ("jk", "bird")])]
+    config = TrainConfig(batch_size=4, mix_probability=0.6, prior_weight=0.5)
+    generator = torch.Generator().manual_seed(1)
+    seen_collage = seen_single = False
+    for _ in range(10):
+        batch = subject_batch(data, config, generator)
+        assert batch.pixels.shape == (8, 3, 8, 8) and len(batch.prompts) == 8
+        assert batch.loss_weights.tolist() == [0.25] * 4 + [0.125] * 4
+        for i, pair in enumerate(batch.pairs[:4]):
+            instance, prior = batch.pixels[i], batch.pixels[4 + i]
+            if pair is None:
+                seen_single = True
+                index = round(instance.mean().item() * 10)
+                assert batch.prompts[i] == f"a photo of a {data[index].token} {data[index].class_word}"
+                assert batch.prompts[4 + i] == f"a photo of a {data[index].class_word}"
+                assert torch.allclose(prior, torch.full_like(prior, 0.5 + index / 10))
+                continue
+            seen_collage = True
+            left, right = (round(instance[..., half].mean().item() * 10) for half in (slice(0, 4), slice(4, 8)))
+            assert pair == (data[left].token, data[right].token) and left != right
+            assert batch.prompts[i] == mix_prompt((data[left].token, data[left].class_word),
+                                                  (data[right].token, data[right].class_word))
+            assert batch.prompts[4 + i] == prior_mix_prompt(data[left].class_word, data[right].class_word)
+            assert torch.allclose(prior[..., :4], torch.full_like(prior[..., :4], 0.5 + left / 10))
+            assert torch.allclose(prior[..., 4:], torch.full_like(prior[..., 4:], 0.5 + right / 10))
+        assert batch.pairs[4:] == [None] * 4
+    assert seen_collage and seen_single
