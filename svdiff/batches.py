@@ -1,0 +1,83 @@
+"""Assembling each training step's samples: subject photos or Cut-Mix collages, each with its prior sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from svdiff.cutmix import collage, draw_layout, mix_prompt, prior_mix_prompt, subject_prompt
+from svdiff.data import random_flip
+from svdiff.loop import Batch
+from svdiff.train_config import TrainConfig
+
+
+@dataclass
+class SubjectPixels:
+    token: str
+    class_word: str
+    photos: torch.Tensor  # (n, 3, H, W) in [-1, 1]
+    class_images: torch.Tensor | None  # (m, 3, H, W), None without prior preservation
+
+
+def pick(images: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.Tensor:
+    """One random image of (n, 3, H, W), mirrored with probability 1/2 when `flip`."""
+    index = int(torch.randint(images.shape[0], (), generator=generator))
+    return random_flip(images[index : index + 1], generator, flip)[0]  # (3, H, W)
+
+
+def _instance(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainConfig,
+              generator: torch.Generator) -> tuple[torch.Tensor, str, tuple[str, str] | None]:
+    if len(layout) == 1:
+        subject = data[layout[0]]
+        prompt = subject_prompt(subject.token, subject.class_word, config.subject_prompt)
+        return pick(subject.photos, generator, config.flip), prompt, None
+    left, right = data[layout[0]], data[layout[1]]
+    # Each photo is flipped before it is cut, so a flip never moves a subject to the other side.
+    pixels = collage(pick(left.photos, generator, config.flip), pick(right.photos, generator, config.flip))
+    prompt = mix_prompt((left.token, left.class_word), (right.token, right.class_word), config.mix_prompt)
+    return pixels, prompt, (left.token, right.token)
+
+
+def _prior(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainConfig,
+           generator: torch.Generator) -> tuple[torch.Tensor, str]:
+    """The class-image counterpart of an instance layout: one class image, or a collage of two."""
+    sides = [data[i] for i in layout]
+    images = []
+    for subject in sides:
+        assert subject.class_images is not None
+        images.append(pick(subject.class_images, generator, config.flip))
+    if len(sides) == 1:
+        return images[0], config.class_prompt.format(class_word=sides[0].class_word)
+    return collage(images[0], images[1]), prior_mix_prompt(sides[0].class_word, sides[1].class_word,
+                                                           config.prior_mix_prompt)
+
+
+def subject_batch(data: list[SubjectPixels], config: TrainConfig, generator: torch.Generator) -> Batch:
+    """`batch_size` instance samples, then as many prior samples when prior preservation is on.
+
+    Loss weights make the loss mean(instance MSE) + prior_weight * mean(prior MSE).
+    """
+    mixing = config.cut_mix_unmix and len(data) > 1
+    pixels, prompts, pairs, weights = [], [], [], []
+    priors: list[tuple[torch.Tensor, str]] = []
+    for _ in range(config.batch_size):
+        layout = draw_layout(len(data), config.mix_probability if mixing else 0.0, generator)
+        image, prompt, pair = _instance(data, layout, config, generator)
+        pixels.append(image)
+        prompts.append(prompt)
+        pairs.append(pair)
+        weights.append(1.0 / config.batch_size)
+        if config.prior_preservation:
+            priors.append(_prior(data, layout, config, generator))
+    for image, prompt in priors:
+        pixels.append(image)
+        prompts.append(prompt)
+        pairs.append(None)
+        weights.append(config.prior_weight / config.batch_size)
+    return Batch(torch.stack(pixels), prompts, torch.tensor(weights), pairs)
+
+
+def single_image_batch(pixels: torch.Tensor, prompt: str) -> Batch:
+    """The one-photo batch of single-image editing: the photo (1, 3, H, W) with the prompt that describes it."""
+    return Batch(pixels, [prompt], torch.ones(1), [None])
