@@ -32,10 +32,10 @@ def load_pipeline(base: str | Path, *, device: str | torch.device = "cpu",
 
     SDXL folders load as StableDiffusionXLPipeline (sampling with shifts works; training is SD 1.x/2.x only).
     """
-    kwargs: dict[str, Any] = {"torch_dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    kwargs: dict[str, Any] = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
     class_name = _class_name(base)
     if class_name in SDXL_CLASS_NAMES:
-        kwargs = {"torch_dtype": dtype}
+        kwargs = {"dtype": dtype}
         pipe: Any = StableDiffusionXLPipeline.from_pretrained(str(base), **kwargs)
     elif class_name is not None:
         pipe = StableDiffusionPipeline.from_pretrained(str(base), **kwargs)
