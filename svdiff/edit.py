@@ -18,13 +18,14 @@ from PIL import Image
 
 from svdiff.batches import single_image_batch
 from svdiff.checkpoint import Checkpoint
+from svdiff.config import ShiftConfig
 from svdiff.data import ImageSource, prepare_images
 from svdiff.factorize import SVDCache
 from svdiff.loop import Trainer
-from svdiff.model import SpectralShiftModel, attach, pipeline_components
+from svdiff.model import SpectralShiftModel
 from svdiff.pipeline import ddim_scheduler, resolution
 from svdiff.state import Canceled, Progress, ProgressCallback
-from svdiff.train import clean_session, make_checkpoint
+from svdiff.train import clean_session, make_checkpoint, shift_model
 from svdiff.train_config import TrainConfig
 
 NoiseMode = Literal["slerp", "eta"]
@@ -132,7 +133,6 @@ def edit(pipe: Any, image: ImageSource, source_prompt: str, target_prompt: str, 
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError("strength must lie in [0, 1]")
-    model = shifts if shifts is not None else attach(pipeline_components(pipe), cache=svd_cache)
     pixels = prepare_images([image], resolution(pipe))  # (1, 3, H, W)
     total = finetune_steps + 2 * steps
     config = TrainConfig(steps=finetune_steps, lr=lr, prior_preservation=False, cut_mix_unmix=False, flip=False,
@@ -146,7 +146,7 @@ def edit(pipe: Any, image: ImageSource, source_prompt: str, target_prompt: str, 
     def training_report(progress: Progress) -> bool | None:
         return callback(replace(progress, total=total)) if callback is not None else None
 
-    with clean_session(model):
+    with shift_model(pipe, shifts, ShiftConfig(), svd_cache) as model, clean_session(model):
         finetune(pipe, model, pixels, source_prompt, config, training_report)
         training = {**config.to_dict(), "edit": True, "source_prompt": source_prompt}
         checkpoint = make_checkpoint(model, list(model.layers), base_model_name, [], training)

@@ -139,7 +139,9 @@ class Trainer:
         for param in self.params:
             param.requires_grad_(True)
         self.optimizer = make_optimizer(model, self.keys, config)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=config.mixed_precision == "fp16")
+        # Loss scaling whenever gradients pass through float16 activations: fp16 autocast or a float16 pipeline.
+        half = config.mixed_precision == "fp16" or pipe.unet.dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=half and self.device.type == "cuda")
         self.generator = torch.Generator().manual_seed(config.seed)
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         self.train_text = any(k.split(".", 1)[0] in TEXT_ENCODER_COMPONENTS for k in self.keys)

@@ -11,6 +11,7 @@ from typing import Any
 from svdiff.attention import AttentionCapture
 from svdiff.batches import SubjectPixels, subject_batch
 from svdiff.checkpoint import Checkpoint
+from svdiff.config import ShiftConfig
 from svdiff.data import prepare_images
 from svdiff.factorize import SVDCache, fingerprint
 from svdiff.loop import Trainer
@@ -45,6 +46,20 @@ def clean_session(model: SpectralShiftModel) -> Iterator[SpectralShiftModel]:
         for param, flag in zip(model.parameters(), flags, strict=True):
             param.grad = None
             param.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def shift_model(pipe: Any, shifts: SpectralShiftModel | None, config: ShiftConfig,
+                svd_cache: SVDCache | str | Path | None) -> Iterator[SpectralShiftModel]:
+    """The caller's resident model, or one attached for this run only and detached afterwards."""
+    if shifts is not None:
+        yield shifts
+        return
+    model = attach(pipeline_components(pipe), config, cache=svd_cache)
+    try:
+        yield model
+    finally:
+        model.detach()
 
 
 def prior_fingerprint(pipe: Any, model: SpectralShiftModel) -> str:
@@ -91,19 +106,19 @@ def train(pipe: Any, subjects: list[Subject], config: TrainConfig | None = None,
           svd_cache: SVDCache | str | Path | None = None) -> TrainResult:
     """Train one set of shifts on 1 to 3 subjects; Cut-Mix-Unmix when there are several.
 
-    `shifts` is the pipeline's resident SpectralShiftModel if it has one (else one is attached with
-    config.shift_config and the factors from `svd_cache`); it is trained from zero (or from `resume`) and handed
-    back unmerged with zero deltas. `callback` gets a Progress after every step and stops the run by returning
-    False; `on_state` gets a resumable TrainState every `checkpoint_every` steps.
+    `shifts` is the pipeline's resident SpectralShiftModel if it has one: it is trained from zero (or from
+    `resume`) and handed back unmerged with zero deltas. Without one, shifts are attached for the run
+    (config.shift_config, factors from `svd_cache`) and detached afterwards, leaving the pipeline as it was.
+    `callback` gets a Progress after every step and stops the run by returning False; `on_state` gets a
+    resumable TrainState every `checkpoint_every` steps.
     """
     config = config or TrainConfig()
     config.validate()
     validate_subjects(subjects)
     if is_sdxl(pipe):
         raise TrainConfigError("training supports SD 1.x/2.x pipelines; SDXL checkpoints cannot be trained here")
-    model = shifts if shifts is not None else attach(pipeline_components(pipe), config.shift_config, cache=svd_cache)
     state = as_state(resume)
-    with clean_session(model):
+    with shift_model(pipe, shifts, config.shift_config, svd_cache) as model, clean_session(model):
         data, generated = prepare_subjects(pipe, subjects, config, prior_fingerprint(pipe, model), prior_cache)
         unmix = config.cut_mix_unmix and len(subjects) > 1 and config.unmix_weight > 0
         capture = AttentionCapture(pipe.unet, min_downsample=config.unmix_min_downsample) if unmix else None

@@ -123,6 +123,15 @@ def test_checkpoint_records_subjects_and_settings(pipe, model):
     assert meta.training["steps"] == 2 and meta.training["mix_probability"] == 0.6
     assert meta.training["shift_config"] == model.config.to_dict() and meta.training["step"] == 2
     assert set(loaded.shifts) == set(model.layers)
+    assert any(v.abs().max() > 0 for k, v in loaded.shifts.items() if k.startswith("text_encoder."))
+
+
+def test_without_a_resident_model_the_pipeline_is_left_as_it_was(pipe, svd_cache):
+    before = {name: type(module) for name, module in pipe.unet.named_modules()}
+    for _ in range(2):  # a second run attaches again: nothing was left behind
+        result = train(pipe, [DOG], TrainConfig(steps=1, prior_preservation=False), svd_cache=svd_cache)
+        assert result.checkpoint.num_values() > 0
+    assert {name: type(module) for name, module in pipe.unet.named_modules()} == before
 
 
 def test_cut_mix_unmix_run_restores_the_attention_processors(pipe, model):
