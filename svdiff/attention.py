@@ -53,7 +53,7 @@ class CaptureProcessor:
     def __init__(self, capture: AttentionCapture) -> None:
         self.capture = capture
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  *args: Any, **kwargs: Any) -> torch.Tensor:
         residual = hidden_states
@@ -100,7 +100,7 @@ class AttentionCapture:
 
     @contextmanager
     def installed(self) -> Iterator[AttentionCapture]:
-        modules: list[Attention] = [self.unet.get_submodule(name) for name in self.layers]
+        modules: list[Any] = [self.unet.get_submodule(name) for name in self.layers]
         previous = [module.processor for module in modules]
         try:
             for module in modules:

@@ -23,7 +23,7 @@ from svdiff.prior import DirectoryCache
 from svdiff.sample import generate
 from svdiff.state import Progress, TrainState
 from svdiff.train import train
-from svdiff.train_config import Subject, TrainConfig
+from svdiff.train_config import MixedPrecision, Subject, TrainConfig
 
 
 def default_base() -> str | None:
@@ -134,7 +134,7 @@ def _write_state(path: Path, state: TrainState) -> None:
 def run_train(args: argparse.Namespace) -> int:
     subjects = _subjects(args.subject)
     pipe, model, base = _pipeline(args, half=False)
-    precision = args.mixed_precision or ("bf16" if args.device.startswith("cuda") else "no")
+    precision: MixedPrecision = args.mixed_precision or ("bf16" if args.device.startswith("cuda") else "no")
     config = TrainConfig(steps=args.steps, lr=args.lr, num_class_images=args.class_images,
                          class_image_steps=args.class_image_steps, prior_preservation=not args.no_prior,
                          train_text_encoder=not args.no_text_encoder, mixed_precision=precision,

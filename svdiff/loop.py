@@ -72,7 +72,7 @@ def _checkpointing_on(module: nn.Module) -> bool:
     return bool(getattr(module, "is_gradient_checkpointing", False))  # diffusers
 
 
-def _set_checkpointing(module: nn.Module, enabled: bool) -> None:
+def _set_checkpointing(module: Any, enabled: bool) -> None:
     if hasattr(module, "enable_gradient_checkpointing"):  # diffusers
         switch = module.enable_gradient_checkpointing if enabled else module.disable_gradient_checkpointing
     elif hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5
@@ -103,7 +103,7 @@ def encode_prompts(pipe: Any, prompts: list[str], grad: bool) -> torch.Tensor:
     return embeds
 
 
-def denoising_inputs(pipe: Any, noise_scheduler: DDPMScheduler, pixels: torch.Tensor,
+def denoising_inputs(pipe: Any, noise_scheduler: Any, pixels: torch.Tensor,
                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(noisy latents, timesteps, target): VAE-encode, draw noise and timesteps, and the target to predict."""
     vae = pipe.vae
@@ -143,9 +143,10 @@ class Trainer:
         half = config.mixed_precision == "fp16" or pipe.unet.dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=half and self.device.type == "cuda")
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.noise_scheduler: Any = DDPMScheduler.from_config(pipe.scheduler.config)
         self.train_text = any(k.split(".", 1)[0] in TEXT_ENCODER_COMPONENTS for k in self.keys)
-        self.step, self.elapsed, self.losses = 0, 0.0, []
+        self.step, self.elapsed = 0, 0.0
+        self.losses: list[float] = []
 
     def resume(self, state: TrainState) -> None:
         if state.fingerprint != self.model.fingerprint:
@@ -181,7 +182,7 @@ class Trainer:
         loss = (mse * batch.loss_weights.to(mse)).sum()
         if use_unmix:
             collage = torch.tensor([p is not None for p in batch.pairs])
-            loss = loss + self.config.unmix_weight * unmix_loss(maps, collage, tuple(noisy.shape[-2:]))
+            loss = loss + self.config.unmix_weight * unmix_loss(maps, collage, (noisy.shape[-2], noisy.shape[-1]))
         return loss
 
     def train_step(self) -> float:

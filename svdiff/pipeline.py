@@ -27,7 +27,7 @@ def _class_name(base: str | Path) -> str | None:
 
 
 def load_pipeline(base: str | Path, *, device: str | torch.device = "cpu",
-                  dtype: torch.dtype = torch.float32) -> StableDiffusionPipeline:
+                  dtype: torch.dtype = torch.float32) -> Any:
     """The base pipeline, on `device` in `dtype`, with a DDIM scheduler built from its own scheduler config.
 
     SDXL folders load as StableDiffusionXLPipeline (sampling with shifts works; training is SD 1.x/2.x only).
@@ -36,12 +36,12 @@ def load_pipeline(base: str | Path, *, device: str | torch.device = "cpu",
     class_name = _class_name(base)
     if class_name in SDXL_CLASS_NAMES:
         kwargs = {"dtype": dtype}
-        pipe: Any = StableDiffusionXLPipeline.from_pretrained(str(base), **kwargs)
+        pipe: Any = StableDiffusionXLPipeline.from_pretrained(str(base), **kwargs)  # type: ignore[attr-defined]
     elif class_name is not None:
         pipe = StableDiffusionPipeline.from_pretrained(str(base), **kwargs)
     else:
         pipe = DiffusionPipeline.from_pretrained(str(base), **kwargs)
-    if not isinstance(pipe, StableDiffusionPipeline | StableDiffusionXLPipeline):
+    if not is_stable_diffusion(pipe):
         raise PipelineError(f"{base}: a {type(pipe).__name__} is not a Stable Diffusion pipeline")
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -53,12 +53,16 @@ def resolution(pipe: Any) -> int:
     return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
 
 
+def is_stable_diffusion(pipe: Any) -> bool:
+    return isinstance(pipe, StableDiffusionPipeline | StableDiffusionXLPipeline)
+
+
 def is_sdxl(pipe: Any) -> bool:
     return isinstance(pipe, StableDiffusionXLPipeline)
 
 
 @contextmanager
-def ddim_scheduler(pipe: Any, **overrides: Any) -> Iterator[DDIMScheduler]:
+def ddim_scheduler(pipe: Any, **overrides: Any) -> Iterator[Any]:
     """For the block, the pipeline's scheduler if it is DDIM (and no `overrides`), else a DDIM one from its config."""
     previous = pipe.scheduler
     if overrides or not isinstance(previous, DDIMScheduler):
