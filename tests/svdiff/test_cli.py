@@ -69,3 +69,16 @@ def test_python_dash_m_runs_the_same_entry(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("svdiff", run_name="__main__")
     assert exit_info.value.code == 0 and "{train,sample,edit}" in capsys.readouterr().out
+
+
+def test_load_pipeline_switches_to_ddim_from_the_models_own_config(tmp_path):
+    from diffusers import DDIMScheduler, PNDMScheduler
+
+    from svdiff.pipeline import load_pipeline
+
+    built = tiny_pipeline(tmp_path / "build")
+    built.scheduler = PNDMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    built.save_pretrained(tmp_path / "pndm")
+    pipe = load_pipeline(tmp_path / "pndm")
+    assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.safety_checker is None
+    assert pipe.scheduler.config.beta_schedule == "scaled_linear" and pipe.scheduler.config.beta_end == 0.012
