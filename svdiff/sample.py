@@ -58,13 +58,18 @@ def combined_shifts(model: SpectralShiftModel | None, checkpoints: Sequence[tupl
 
 @contextmanager
 def merged(model: SpectralShiftModel | None, shifts: Shifts | None) -> Iterator[None]:
-    """Sample with `shifts` baked into the weights; the exact base weights come back afterwards."""
-    if shifts is None or model is None:
+    """Sample with `shifts` baked into the weights, zero shifts in every layer they leave out (None: the base).
+
+    Merging every layer costs one weight rebuild per layer per call; an unmerged layer would rebuild its weight
+    from its delta at every denoising step. A zero shift merges to the exact base weight. The exact base weights
+    come back afterwards.
+    """
+    if model is None:
         yield
         return
-    if any(bool(layer.delta.detach().any()) for layer in model.layers.values()):
-        raise RuntimeError("the shift model has non-zero trainable deltas: zero_() it before sampling")
-    model.merge(shifts)
+    given = shifts or {}
+    model.merge({key: given[key] if key in given else torch.zeros_like(layer.delta)
+                 for key, layer in model.layers.items()})
     try:
         yield
     finally:

@@ -18,6 +18,7 @@ from svdiff.loop import Trainer
 from svdiff.model import SpectralShiftModel, attach, pipeline_components
 from svdiff.pipeline import is_sdxl, resolution
 from svdiff.prior import BlobCache, class_images
+from svdiff.sample import merged
 from svdiff.state import ProgressCallback, TrainState, as_state
 from svdiff.train_config import Subject, TrainConfig, TrainConfigError, validate_subjects
 
@@ -119,7 +120,8 @@ def train(pipe: Any, subjects: list[Subject], config: TrainConfig | None = None,
         raise TrainConfigError("training supports SD 1.x/2.x pipelines; SDXL checkpoints cannot be trained here")
     state = as_state(resume)
     with shift_model(pipe, shifts, config.shift_config, svd_cache) as model, clean_session(model):
-        data, generated = prepare_subjects(pipe, subjects, config, prior_fingerprint(pipe, model), prior_cache)
+        with merged(model, None):  # class images come from the plain base weights
+            data, generated = prepare_subjects(pipe, subjects, config, prior_fingerprint(pipe, model), prior_cache)
         unmix = config.cut_mix_unmix and len(subjects) > 1 and config.unmix_weight > 0
         capture = AttentionCapture(pipe.unet, min_downsample=config.unmix_min_downsample) if unmix else None
         trainer = Trainer(pipe, model, config, lambda generator: subject_batch(data, config, generator), capture)
