@@ -89,7 +89,9 @@ class AttentionCapture:
     """Installs CaptureProcessor on some cross-attention layers of a UNet and collects subject maps.
 
     Use `with capture.installed():` around training and `with capture.recording(weights) as maps:` around each
-    forward. Maps recorded outside `recording` (e.g. gradient-checkpointing recomputation) are ignored.
+    forward, or `clear()` before a forward that needs no maps. The weights outlive `recording` until the next
+    forward: gradient-checkpointing recomputation in backward must redo the same operations (it checks), but what
+    it computes is not kept.
     """
 
     def __init__(self, unet: Any, layers: Sequence[str] | None = None, min_downsample: int = 2) -> None:
@@ -97,6 +99,7 @@ class AttentionCapture:
         self.layers = list(layers) if layers is not None else cross_attention_layers(unet, min_downsample)
         self.weights: torch.Tensor | None = None  # (B, S, K): each subject's weights over token positions
         self.maps: list[torch.Tensor] = []  # per layer call: (B, S, heads, Q)
+        self.active = False
 
     @contextmanager
     def installed(self) -> Iterator[AttentionCapture]:
@@ -107,16 +110,20 @@ class AttentionCapture:
                 module.set_processor(CaptureProcessor(self))
             yield self
         finally:
+            self.clear()
             for module, processor in zip(modules, previous, strict=True):
                 module.set_processor(processor)
 
     @contextmanager
     def recording(self, weights: torch.Tensor) -> Iterator[list[torch.Tensor]]:
-        self.weights, self.maps = weights, []
+        self.weights, self.maps, self.active = weights, [], True
         try:
             yield self.maps
         finally:
-            self.weights = None
+            self.active = False
+
+    def clear(self) -> None:
+        self.weights, self.active = None, False
 
     def record(self, probs: torch.Tensor, heads: int) -> None:
         if self.weights is None:
@@ -124,7 +131,9 @@ class AttentionCapture:
         batch = self.weights.shape[0]
         probs = probs.view(batch, heads, probs.shape[1], probs.shape[2])  # (B, heads, Q, K)
         weights = self.weights.to(probs.device, probs.dtype)  # (B, S, K)
-        self.maps.append(torch.einsum("bhqk,bsk->bshq", probs, weights).float())  # (B, S, heads, Q)
+        maps = torch.einsum("bhqk,bsk->bshq", probs, weights).float()  # (B, S, heads, Q)
+        if self.active:
+            self.maps.append(maps)
 
 
 def token_positions(tokenizer: Any, prompt: str, word: str, *, last: bool = False) -> list[int]:

@@ -172,6 +172,8 @@ class Trainer:
         with _autocast(self.device, self.config.mixed_precision):
             embeds = encode_prompts(self.pipe, batch.prompts, grad=self.train_text)
             recording: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+            if self.capture is not None and not use_unmix:
+                self.capture.clear()
             if use_unmix:
                 assert self.capture is not None
                 weights = subject_weights(self.pipe.tokenizer, batch.prompts, batch.pairs)  # (N, 2, K)

@@ -140,6 +140,9 @@ def test_cut_mix_unmix_run_restores_the_attention_processors(pipe, model):
     without = train(pipe, [DOG, CAT], replace(config, unmix_weight=0.0), shifts=model)
     # Every step is a collage: the unmix term (0 to 4, about 1 for a random model) adds to each step's loss.
     assert all(0.1 < a - b < 4 for a, b in zip(result.losses, without.losses, strict=True))
+    # Checkpointing recomputes the captured attention in backward: same operations, nothing recorded twice.
+    checkpointed = train(pipe, [DOG, CAT], replace(config, gradient_checkpointing=True), shifts=model)
+    assert checkpointed.losses == pytest.approx(result.losses, rel=1e-5)
     assert {type(p) for p in pipe.unet.attn_processors.values()} == {AttnProcessor2_0}
 
 
