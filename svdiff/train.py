@@ -19,8 +19,11 @@ from svdiff.model import SpectralShiftModel, attach, pipeline_components
 from svdiff.pipeline import is_sdxl, resolution
 from svdiff.prior import BlobCache, class_images
 from svdiff.sample import merged
-from svdiff.state import ProgressCallback, TrainState, as_state
+from svdiff.state import Progress, ProgressCallback, TrainState, as_state
 from svdiff.train_config import Subject, TrainConfig, TrainConfigError, validate_subjects
+
+# The training API in one place: `from svdiff.train import train, TrainConfig, Subject, TrainState, Progress`.
+__all__ = ["Progress", "Subject", "TrainConfig", "TrainConfigError", "TrainResult", "TrainState", "train"]
 
 
 @dataclass
