@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import AutoencoderKL, StableDiffusionPipeline
 
 from basemodel import BASE_MODEL_PATH, DEFAULT_GUIDANCE, DEFAULT_STEPS, READER_PATH, world
 from basemodel.pipeline import load
 from basemodel.reader import AttributeReader, Reading, load_reader, scene_reading
+from basemodel.train_reader import EVAL_ID_START, labelled_batch
 
 _PROMPT_STREAM = 5
 
@@ -67,6 +68,17 @@ def prompt_following(
     return {kind: float(np.mean([hits[kind] for hits in results])) for kind in results[0]}
 
 
+@torch.no_grad()
+def reconstruction_accuracy(vae: AutoencoderKL, reader: AttributeReader, n: int = 200) -> dict[str, float]:
+    """The reader's accuracy on autoencoder round trips of fresh renders, held-out attributes included: the
+    ceiling the autoencoder puts on what any sample, base or personalized, can show."""
+    images, targets = labelled_batch(range(EVAL_ID_START, EVAL_ID_START + n))
+    decoded = vae.decode(vae.encode(images).latent_dist.mean).sample.clamp(-1, 1)  # (n, 3, 64, 64)
+    logits = reader.eval()(decoded)
+    return {name: (logits[name].argmax(1) == targets[name])[targets[name] >= 0].float().mean().item()
+            for name in targets}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=BASE_MODEL_PATH)
@@ -75,10 +87,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    parser.add_argument("--reconstructions", action="store_true",
+                        help="instead, read autoencoder round trips of fresh renders")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rates = prompt_following(load(args.model), load_reader(args.reader), args.n, args.seed, args.steps,
-                             args.guidance)  # fmt: skip
+    pipeline, reader = load(args.model), load_reader(args.reader)
+    if args.reconstructions:
+        print(json.dumps(reconstruction_accuracy(pipeline.vae, reader, args.n), indent=2))
+        return
+    rates = prompt_following(pipeline, reader, args.n, args.seed, args.steps, args.guidance)
     print(json.dumps({"n": args.n, "steps": args.steps, "guidance": args.guidance, **rates}, indent=2))
 
 

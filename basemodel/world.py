@@ -164,7 +164,8 @@ def pattern_marks(pattern: str, cx: float, cy: float, scale: float, size: int) -
         du, dv = np.mod(u + 4.0, 8.0) - 4.0, np.mod(v + 4.0, 8.0) - 4.0
         return du**2 + dv**2 < 2.2**2
     if pattern == "checkered":
-        return (np.floor(u / 4.0) + np.floor(v / 4.0)) % 2 == 0
+        # 6-pixel cells: 4-pixel ones alternate every latent pixel and blur to streaks in the autoencoder.
+        return (np.floor(u / 6.0) + np.floor(v / 6.0)) % 2 == 0
     if pattern == "ringed":
         return np.mod(np.hypot(u, v) + 1.5, 7.0) < 3.0
     raise ValueError(f"unknown pattern {pattern!r}")

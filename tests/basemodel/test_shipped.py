@@ -1,0 +1,80 @@
+"""The shipped base pipeline and attribute reader: load, sample and read on the CPU in seconds."""
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from basemodel import BASE_MODEL_PATH, DEFAULT_GUIDANCE, DEFAULT_STEPS, PRETRAINED_DIR, READER_PATH
+from basemodel.evaluate import prompt_following
+from basemodel.pipeline import load
+from basemodel.reader import AttributeReader, load_reader
+from basemodel.train_reader import EVAL_ID_START, ReaderTraining, evaluate
+
+SHIPPED_BUDGET_BYTES = 25 * 1024 * 1024
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    # Small kernels on a shared CPU run faster on one thread than on two that wait for each other.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> StableDiffusionPipeline:
+    return load()
+
+
+@pytest.fixture(scope="module")
+def reader() -> AttributeReader:
+    return load_reader()
+
+
+def test_shipped_artefacts_fit_the_size_budget() -> None:
+    size = sum(path.stat().st_size for path in PRETRAINED_DIR.rglob("*") if path.is_file())
+    assert size <= SHIPPED_BUDGET_BYTES
+
+
+def test_pipeline_loads_like_any_sd_checkpoint_in_seconds() -> None:
+    start = time.monotonic()
+    pipeline = StableDiffusionPipeline.from_pretrained(BASE_MODEL_PATH)
+    assert time.monotonic() - start < 10
+    assert isinstance(pipeline.vae, AutoencoderKL) and isinstance(pipeline.unet, UNet2DConditionModel)
+    assert isinstance(pipeline.text_encoder, CLIPTextModel) and isinstance(pipeline.tokenizer, CLIPTokenizer)
+    assert isinstance(pipeline.scheduler, DDIMScheduler) and pipeline.safety_checker is None
+
+
+def test_a_64px_sample_takes_seconds(pipeline: StableDiffusionPipeline) -> None:
+    start = time.monotonic()
+    (image,) = pipeline("a red striped star on the left, on a grass background", height=64, width=64,
+                        num_inference_steps=DEFAULT_STEPS, guidance_scale=DEFAULT_GUIDANCE,
+                        generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    assert time.monotonic() - start < 20
+    pixels = np.asarray(image)
+    assert pixels.shape == (64, 64, 3) and pixels.std() > 10
+
+
+def test_reader_loads_in_seconds() -> None:
+    start = time.monotonic()
+    load_reader(READER_PATH)
+    assert time.monotonic() - start < 5
+
+
+def test_reader_reads_every_attribute_of_fresh_renders(reader: AttributeReader) -> None:
+    # Fresh: evaluation ids start above every id a training batch can use.
+    assert ReaderTraining().max_steps * ReaderTraining().batch_size < EVAL_ID_START
+    accuracy = evaluate(reader, n_images=200, first_id=EVAL_ID_START + 7_000_000)
+    assert min(accuracy.values()) >= 0.95, accuracy
+
+
+@pytest.mark.slow
+def test_base_model_follows_its_prompts(pipeline: StableDiffusionPipeline, reader: AttributeReader) -> None:
+    rates = prompt_following(pipeline, reader, n=64, seed=1)
+    assert rates["shape_and_colour"] >= 0.8, rates
