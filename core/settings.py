@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     svd_cache_dir: Path | None = None  # default: <data_dir>/svd-cache
     lora_ranks: tuple[int, ...] = (4, 8, 16, 32, 64)
+    class_images: int = Field(default=200, ge=1)  # prior-preservation images per class word (shared by subjects)
+    class_image_steps: int = Field(default=50, ge=1)  # DDIM steps to make each of them
+    edit_finetune_steps: int = Field(default=300, ge=1)  # single-image editing: shift fine-tuning steps
 
     @model_validator(mode="after")
     def _refuse_development_defaults_in_production(self) -> Self:

@@ -112,10 +112,6 @@ class Method(Protocol):
     def base_model_info(self) -> dict[str, str]: ...
 
 
-def _unavailable(name: str) -> MethodUnavailable:
-    return MethodUnavailable(f"worker.method.{name}: the svdiff runtime is not wired in yet")
-
-
 def train(
     subjects: list[SubjectInput],
     params: TrainParams,
@@ -126,26 +122,37 @@ def train(
     prior_cache: BlobCache,
 ) -> TrainOutput:
     """Train shifts on 1-3 subjects; resume from `resume_state` when given; `save_state` every N steps."""
-    raise _unavailable("train")
+    from worker.svdiff_runtime import current_runtime
+
+    return current_runtime().train(subjects, params, progress=progress, resume_state=resume_state,
+                                    save_state=save_state, prior_cache=prior_cache)
 
 
 def generate(
     request: GenerationInput, checkpoints: list[tuple[str, bytes, float]], *, progress: ProgressFn
 ) -> list[ImageOutput]:
     """`checkpoints`: (checkpoint id, shifts file, scale); none means the base model, several are combined."""
-    raise _unavailable("generate")
+    from worker.svdiff_runtime import current_runtime
+
+    return current_runtime().generate(request, checkpoints, progress=progress)
 
 
 def edit(request: EditInput, *, progress: ProgressFn) -> ImageOutput:
     """Single-image edit: fine-tune on the image, DDIM-invert it, regenerate it with the target prompt."""
-    raise _unavailable("edit")
+    from worker.svdiff_runtime import current_runtime
+
+    return current_runtime().edit(request, progress=progress)
 
 
 def export_lora(checkpoint: bytes, rank: int) -> bytes:
     """The best rank-`rank` LoRA (safetensors) of the shifts' weight deltas."""
-    raise _unavailable("export_lora")
+    from worker.svdiff_runtime import current_runtime
+
+    return current_runtime().export_lora(checkpoint, rank)
 
 
 def base_model_info() -> dict[str, str]:
     """`{"name": ..., "fingerprint": ...}`: the fingerprint keys the shared prior images."""
-    raise _unavailable("base_model_info")
+    from worker.svdiff_runtime import current_runtime
+
+    return current_runtime().info()
