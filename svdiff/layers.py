@@ -27,12 +27,14 @@ class ShiftLayer(nn.Module):
     def __init__(self, base_layer: nn.Module, length: int) -> None:
         super().__init__()
         self.base_layer = base_layer
+        self._base_requires_grad = {name: p.requires_grad for name, p in base_layer.named_parameters()}
         for param in base_layer.parameters():
             param.requires_grad_(False)
         weight: torch.Tensor = base_layer.weight  # type: ignore[assignment]
         self.delta = nn.Parameter(torch.zeros(length, device=weight.device, dtype=torch.float32))
         self.per_sample_delta: torch.Tensor | None = None  # (batch, length) for the batched multi-subject forward
         self._stashed_weight: torch.Tensor | None = None  # the base weight while a merged one replaces it
+        self._zero_at_version: tuple[int, bool] | None = None
 
     def __getattr__(self, name: str) -> Any:
         # Code that reads e.g. `layer.weight` or `conv.out_channels` keeps working on the wrapped layer.
@@ -46,6 +48,24 @@ class ShiftLayer(nn.Module):
     @property
     def merged(self) -> bool:
         return self._stashed_weight is not None
+
+    def unwrap(self) -> nn.Module:
+        """The base layer with its exact weight and its original requires_grad flags."""
+        self.restore()
+        for name, param in self.base_layer.named_parameters():
+            param.requires_grad_(self._base_requires_grad.get(name, param.requires_grad))
+        return self.base_layer
+
+    def is_zero(self) -> bool:
+        """Whether delta is all zeros, rechecked only after delta changed (its version counter moved)."""
+        version = self.delta._version
+        if self._zero_at_version is None or self._zero_at_version[0] != version:
+            self._zero_at_version = (version, not bool(self.delta.detach().any()))
+        return self._zero_at_version[1]
+
+    def _plain(self) -> bool:
+        """No shift to apply: an inference forward can run the base layer as it is."""
+        return not (torch.is_grad_enabled() and self.delta.requires_grad) and self.is_zero()
 
     @property
     def base_weight(self) -> torch.Tensor:
@@ -141,7 +161,7 @@ class SpectralShiftMatrix(ShiftLayer):
 class SpectralShiftLinear(SpectralShiftMatrix):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layer: nn.Linear = self.base_layer  # type: ignore[assignment]
-        if self.merged:
+        if self.merged or (self.per_sample_delta is None and self._plain()):
             return layer(x)
         if self.per_sample_delta is not None:
             gains = self.gain(self._per_sample(x.shape[0]))  # (B, k)
@@ -181,7 +201,7 @@ class SpectralShiftConv2d(SpectralShiftMatrix):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
-        if self.merged:
+        if self.merged or (self.per_sample_delta is None and self._plain()):
             return layer(x)
         if self.per_sample_delta is not None:
             gains = self.gain(self._per_sample(x.shape[0]))
@@ -198,7 +218,7 @@ class SpectralShiftEmbedding(SpectralShiftMatrix):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         layer: nn.Embedding = self.base_layer  # type: ignore[assignment]
         base = layer(ids)
-        if self.merged:
+        if self.merged or (self.per_sample_delta is None and self._plain()):
             return base
         if self.per_sample_delta is not None:
             # Shared ids (e.g. position ids of shape (1, T)) broadcast against every sample's shifts.
@@ -225,7 +245,7 @@ class NormScaleShift(ShiftLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.base_layer
-        if self.merged:
+        if self.merged or (self.per_sample_delta is None and self._plain()):
             return layer(x)
         bias: torch.Tensor | None = layer.bias  # type: ignore[assignment]
         if self.per_sample_delta is not None:

@@ -180,7 +180,7 @@ class SpectralShiftModel:
         self.restore()
         for key, layer in self.layers.items():
             component, name = key.split(".", 1)
-            _set_submodule(self.components[component], name, layer.base_layer)
+            _set_submodule(self.components[component], name, layer.unwrap())
         self.layers.clear()
 
 

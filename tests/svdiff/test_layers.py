@@ -155,11 +155,16 @@ def test_per_sample_batch_equals_one_by_one(shifted):
     assert all(layer.per_sample_delta is None for layer in shifted.layers.values())
 
 
-def test_detach_restores_original_modules(shifted):
-    unet = shifted.components["unet"]
-    shifted.detach()
+def test_detach_restores_original_modules_and_flags(svd_cache, make_shifts):
+    unet = tiny_unet()
+    unet.conv_in.requires_grad_(False)
+    flags = {name: p.requires_grad for name, p in unet.named_parameters()}
+    model = attach({"unet": unet}, cache=svd_cache)
+    model.merge(make_shifts(model))
+    model.detach()
     assert not any(isinstance(m, SpectralShiftMatrix | NormScaleShift) for m in unet.modules())
     assert isinstance(unet.conv_in, nn.Conv2d)
+    assert {name: p.requires_grad for name, p in unet.named_parameters()} == flags
 
 
 def test_norm_shift_is_additive_without_relu(shifted):
