@@ -51,7 +51,7 @@ class Checkpoint:
                    training: dict[str, Any] | None = None) -> Checkpoint:
         metadata = CheckpointMetadata(base_model, dict(model.stats.fingerprints), model.config,
                                       list(subjects or []), dict(training or {}))
-        groups = {spec.key: spec.group for spec in model.specs}
+        groups: dict[str, str] = {spec.key: spec.group for spec in model.specs}
         return cls(model.shifts(), metadata, groups)
 
     def num_values(self) -> int:

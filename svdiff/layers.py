@@ -18,6 +18,13 @@ from svdiff.factorize import Factors
 FACTORIZED_RESIDUAL_LIMIT = 1e-5
 
 
+def layer_weight(module: nn.Module) -> torch.Tensor:
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor")
+    return weight
+
+
 class ShiftLayer(nn.Module):
     """What every wrapper shares: the base layer, the trainable delta, merge/restore and per-sample deltas."""
 
@@ -30,7 +37,7 @@ class ShiftLayer(nn.Module):
         self._base_requires_grad = {name: p.requires_grad for name, p in base_layer.named_parameters()}
         for param in base_layer.parameters():
             param.requires_grad_(False)
-        weight: torch.Tensor = base_layer.weight  # type: ignore[assignment]
+        weight = layer_weight(base_layer)
         self.delta = nn.Parameter(torch.zeros(length, device=weight.device, dtype=torch.float32))
         self.per_sample_delta: torch.Tensor | None = None  # (batch, length) for the batched multi-subject forward
         self._stashed_weight: torch.Tensor | None = None  # the base weight while a merged one replaces it
@@ -69,8 +76,8 @@ class ShiftLayer(nn.Module):
 
     @property
     def base_weight(self) -> torch.Tensor:
-        weight = self._stashed_weight if self._stashed_weight is not None else self.base_layer.weight
-        return weight.detach()  # type: ignore[union-attr]
+        weight = self._stashed_weight if self._stashed_weight is not None else layer_weight(self.base_layer)
+        return weight.detach()
 
     def weight_with(self, delta: torch.Tensor) -> torch.Tensor:
         """The base weight with `delta` applied, in float32."""
@@ -82,7 +89,7 @@ class ShiftLayer(nn.Module):
             raise RuntimeError("layer is already merged: restore() it before merging other shifts")
         if not torch.isfinite(delta).all():
             raise ValueError("refusing to merge non-finite shifts")
-        weight: torch.Tensor = self.base_layer.weight  # type: ignore[assignment]
+        weight = layer_weight(self.base_layer)
         with torch.no_grad():
             merged = self.weight_with(delta.to(weight.device, torch.float32)).to(weight.dtype)
         self._stashed_weight = weight.data
@@ -91,7 +98,7 @@ class ShiftLayer(nn.Module):
     def restore(self) -> None:
         """Put the exact base weight back."""
         if self._stashed_weight is not None:
-            self.base_layer.weight.data = self._stashed_weight  # type: ignore[union-attr]
+            layer_weight(self.base_layer).data = self._stashed_weight
             self._stashed_weight = None
 
     def _per_sample(self, batch: int) -> torch.Tensor:
@@ -114,7 +121,7 @@ class SpectralShiftMatrix(ShiftLayer):
 
     def __init__(self, base_layer: nn.Module, factors: Factors) -> None:
         super().__init__(base_layer, factors.s.numel())
-        device = base_layer.weight.device  # type: ignore[union-attr]
+        device = layer_weight(base_layer).device
         # Frozen factors are non-persistent buffers: they follow .to() but never enter the model's state_dict.
         self.register_buffer("U", factors.U.to(device), persistent=False)
         self.register_buffer("s", factors.s.to(device), persistent=False)
@@ -132,8 +139,7 @@ class SpectralShiftMatrix(ShiftLayer):
         return self.base_weight.float() + change.view(self.base_weight.shape)
 
     def _rebuilt_weight(self) -> torch.Tensor:
-        weight = self.base_layer.weight
-        return self.weight_with(self.delta).to(weight.dtype)  # type: ignore[union-attr]
+        return self.weight_with(self.delta).to(layer_weight(self.base_layer).dtype)
 
     def _factor(self, tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return tensor if tensor.dtype == like.dtype or torch.is_autocast_enabled() else tensor.to(like.dtype)
@@ -258,5 +264,5 @@ class NormScaleShift(ShiftLayer):
                 bias_shape = (-1,)
             out = self._normalize(x, None, None) * scales.view(shape).to(x.dtype)
             return out + bias.view(bias_shape) if bias is not None else out
-        weight = self.weight_with(self.delta).to(self.base_layer.weight.dtype)  # type: ignore[union-attr]
+        weight = self.weight_with(self.delta).to(layer_weight(self.base_layer).dtype)
         return self._normalize(x, weight, bias)

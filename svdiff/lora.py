@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from safetensors.torch import save as save_bytes
 
-from svdiff.layers import SpectralShiftConv2d, SpectralShiftLinear, SpectralShiftMatrix
+from svdiff.layers import SpectralShiftConv2d, SpectralShiftLinear, SpectralShiftMatrix, layer_weight
 from svdiff.model import Shifts, SpectralShiftModel
 
 
@@ -58,7 +58,7 @@ def export_lora(model: SpectralShiftModel, shifts: Shifts, rank: int, *, scale: 
         if not bool(up.abs().max() > 0):
             continue
         squared_error += cut
-        weight = layer.base_layer.weight
+        weight = layer_weight(layer.base_layer)
         if isinstance(layer, SpectralShiftConv2d):
             down = down.view(down.shape[0], *weight.shape[1:])
             up = up.view(*up.shape, 1, 1)

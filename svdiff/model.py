@@ -20,6 +20,7 @@ from svdiff.layers import (
     SpectralShiftEmbedding,
     SpectralShiftLinear,
     SpectralShiftMatrix,
+    layer_weight,
 )
 from svdiff.targets import TEXT_ENCODER_COMPONENTS, LayerSpec, plan_layers
 
@@ -213,7 +214,7 @@ def attach(components: Mapping[str, nn.Module], config: ShiftConfig | None = Non
             else:
                 factors = svd_cache.load(model_fingerprint, spec.name)
                 if factors is None or tuple(factors.s.shape) != (spec.length,):
-                    factors = svd_cache.get_or_compute(model_fingerprint, spec.name, module.weight)
+                    factors = svd_cache.get_or_compute(model_fingerprint, spec.name, layer_weight(module))
                     stats.computed += 1
                 else:
                     stats.cached += 1

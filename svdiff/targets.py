@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from torch import nn
 
 from svdiff.config import ShiftConfig
+from svdiff.layers import layer_weight
 
 Kind = Literal["linear", "conv", "embedding", "norm"]
 Group = Literal["1d", "2d", "4d"]
@@ -57,10 +59,10 @@ def layer_kind(name: str, module: nn.Module) -> Kind | None:
 
 
 def _length(kind: Kind, module: nn.Module) -> int:
-    weight = module.weight
+    shape = tuple(layer_weight(module).shape)
     if kind == "norm":
-        return weight.shape[0]
-    return min(weight.shape[0], weight[0].numel())
+        return shape[0]
+    return min(shape[0], math.prod(shape[1:]))
 
 
 def _in_blocks(name: str, config: ShiftConfig) -> bool:
