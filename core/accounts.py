@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from models import ApiKey, User, utcnow
 
 KEY_PREFIX = "svd_"
+LAST_USED_PRECISION = timedelta(minutes=5)
 
 
 def generate_api_key() -> str:
@@ -46,7 +48,9 @@ def user_for_key(session: Session, key: str) -> User | None:
     api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None)))
     if api_key is None:
         return None
-    api_key.last_used_at = utcnow()
+    now = utcnow()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
+        api_key.last_used_at = now  # at most one write per key every few minutes, not one per request
     return api_key.user
 
 

@@ -70,9 +70,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         migrate.upgrade(settings.db_url)  # the embedded mode starts from nothing
     runtime = _runtime(settings)
     if settings.embedded_broker:
-        from worker.embedded import start_embedded_workers
+        from worker.embedded import start_embedded_worker
 
-        start_embedded_workers(runtime.celery)
+        start_embedded_worker(runtime)
     uvicorn.run(create_app(runtime), host=args.host or settings.host, port=args.port or settings.port)
     return 0
 

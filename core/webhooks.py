@@ -27,7 +27,11 @@ def _is_public(address: str) -> bool:
 
 def check_webhook_url(url: str, *, allow_private: bool) -> None:
     """Raise UnsafeWebhookUrl unless `url` is http(s) and every address its host resolves to is public."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise UnsafeWebhookUrl("is not a valid URL") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeWebhookUrl("must be an http or https URL with a host")
     if parts.username or parts.password:
@@ -35,7 +39,6 @@ def check_webhook_url(url: str, *, allow_private: bool) -> None:
     if allow_private:
         return
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise UnsafeWebhookUrl(f"host {parts.hostname!r} does not resolve") from exc

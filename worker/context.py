@@ -1,4 +1,5 @@
-"""One Runtime per worker process (or per Celery app in the embedded mode), built on first use."""
+"""The Runtime of a worker process, built from the settings on first use; the embedded mode binds the API's own
+(same engine, same storage) instead."""
 
 from __future__ import annotations
 
@@ -11,15 +12,23 @@ from celery import Celery
 from core.runtime import Runtime, build_runtime
 from core.settings import get_settings
 
-_runtimes: dict[int, Runtime] = {}
+_runtime: Runtime | None = None
 _lock = threading.Lock()
 
 
 def runtime_for(app: Celery) -> Runtime:
+    global _runtime
     with _lock:
-        if id(app) not in _runtimes:
-            _runtimes[id(app)] = build_runtime(get_settings(), celery=app)
-        return _runtimes[id(app)]
+        if _runtime is None:
+            _runtime = build_runtime(get_settings(), celery=app)
+        return _runtime
+
+
+def bind_runtime(runtime: Runtime | None) -> None:
+    """Tasks of this process use `runtime` (None: build one from the settings again on next use)."""
+    global _runtime
+    with _lock:
+        _runtime = runtime
 
 
 def worker_id(hostname: str | None = None) -> str:

@@ -1,41 +1,42 @@
-"""The embedded mode's worker: real Celery workers (the same tasks, never eager mode) in threads of the API
-process, one per queue, consuming the in-process `memory://` broker; the CPU one also runs the reconciler."""
+"""The embedded mode's worker: a real Celery worker (the same tasks, never eager mode) in a thread of the API
+process, consuming the in-process `memory://` broker's three queues with a small thread pool, and running the
+reconciler. (One worker: the memory transport does not serve several consumers in one process.)"""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-from celery import Celery
 from celery.worker import WorkController
 
 from core.celery_app import QUEUES
+from core.runtime import Runtime
+from worker.context import bind_runtime
 
 log = logging.getLogger(__name__)
 
 
-def start_embedded_workers(app: Celery, queues: tuple[str, ...] = QUEUES) -> list[WorkController]:
+def start_embedded_worker(runtime: Runtime, concurrency: int = 3) -> WorkController:
+    app = runtime.celery
+    bind_runtime(runtime)
     app.loader.import_default_modules()
-    workers = []
-    for queue in queues:
-        worker = WorkController(
-            app=app,
-            hostname=f"embedded-{queue}@localhost",
-            pool_cls="solo",
-            concurrency=1,
-            queues=[queue],
-            beat=queue == "cpu",
-            without_heartbeat=True,
-            without_mingle=True,
-            without_gossip=True,
-            loglevel=logging.INFO,
-        )
-        threading.Thread(target=worker.start, name=f"celery-{queue}", daemon=True).start()
-        workers.append(worker)
-    log.info("embedded workers started for %s", ", ".join(queues))
-    return workers
+    worker = WorkController(
+        app=app,
+        hostname="embedded@localhost",
+        pool_cls="threads",
+        concurrency=concurrency,  # a training does not hold back a generation
+        queues=list(QUEUES),
+        beat=True,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel=logging.INFO,
+    )
+    threading.Thread(target=worker.start, name="celery-embedded", daemon=True).start()
+    log.info("embedded worker started on %s", ", ".join(QUEUES))
+    return worker
 
 
-def stop_embedded_workers(workers: list[WorkController]) -> None:
-    for worker in workers:
-        worker.stop(in_sighandler=False)
+def stop_embedded_worker(worker: WorkController) -> None:
+    worker.stop(in_sighandler=False)
+    bind_runtime(None)
