@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,15 +23,34 @@ train, then generate it in any scene. Auth: `Authorization: Bearer <api key>`. E
 `application/problem+json` (RFC 9457)."""
 
 
+def start_bootstrap(runtime: Runtime, retry_seconds: float = 5.0) -> None:
+    """Create the first admin now; if the database is not up yet, keep trying in the background."""
+
+    def attempt() -> bool:
+        try:
+            key = bootstrap_admin(runtime)
+        except Exception as exc:
+            log.warning("first admin not created yet (%s); retrying in %.0fs", type(exc).__name__, retry_seconds)
+            return False
+        if key is not None:
+            log.warning("development admin API key: %s", key)
+            print(f"svdiff: development admin API key: {key}", flush=True)
+        return True
+
+    def retry() -> None:
+        while not attempt():
+            time.sleep(retry_seconds)
+
+    if not attempt():
+        threading.Thread(target=retry, name="bootstrap-admin", daemon=True).start()
+
+
 def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> FastAPI:
     runtime = runtime or build_runtime(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        key = bootstrap_admin(runtime)
-        if key is not None:
-            log.warning("development admin API key: %s", key)
-            print(f"svdiff: development admin API key: {key}", flush=True)
+        start_bootstrap(runtime)
         yield
 
     app = FastAPI(title="svdiff-service", version="1", description=DESCRIPTION, lifespan=lifespan)

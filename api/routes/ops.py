@@ -24,8 +24,12 @@ def healthz() -> dict[str, str]:
 
 def _checks(runtime: Runtime) -> dict[str, str]:
     results: dict[str, str] = {}
+    def database() -> None:
+        with runtime.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
     checks: dict[str, Any] = {
-        "database": lambda: runtime.sessions().execute(text("SELECT 1")).close(),
+        "database": database,
         "broker": lambda: check_broker(runtime.celery),
         "storage": runtime.storage.check,
     }
