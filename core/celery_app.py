@@ -53,7 +53,10 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,  # the database row is the job's state; no result backend
         task_serializer="json",
         accept_content=["json"],
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout,
+            **settings.broker_transport_options,
+        },
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     requeue_after_seconds: int = Field(default=900, ge=5)
     reconcile_every_seconds: float = Field(default=60.0, gt=0)
     broker_visibility_timeout: int = Field(default=6 * 3600, ge=10)  # above the longest task
+    broker_transport_options: dict[str, Any] = Field(default_factory=dict)  # extra kombu options (JSON)
     progress_interval_seconds: float = 1.0
     lora_export_wait_seconds: float = 20.0
     default_training_steps: int = 400

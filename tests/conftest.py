@@ -155,21 +155,30 @@ def auth(user: dict[str, str]) -> dict[str, str]:
     return {"Authorization": user["Authorization"]}
 
 
+def start_worker(
+    service_env: dict[str, str], queues: str, extra_env: dict[str, str], app: str = "worker.app", name: str = "w"
+) -> subprocess.Popen[bytes]:
+    """A real Celery worker process (solo pool: killing it kills the task, as a lost machine would)."""
+    env = {**os.environ, **service_env, **extra_env, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "--pool", "solo", "-n", f"{name}@%h"]
+    cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
+    log = open(Path(service_env["SVDIFF_DATA_DIR"]) / f"{name}.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def cpu_worker(service_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker process on the CPU queue (webhooks, clean-ups, reconciler)."""
-    env = {**os.environ, **service_env, "SVDIFF_ALLOW_PRIVATE_WEBHOOKS": "true",
-           "SVDIFF_WEBHOOK_BACKOFF_BASE_SECONDS": "0.2", "PYTHONPATH": str(ROOT)}  # fmt: skip
-    cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", "cpu", "--pool", "solo"]
-    cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-n", "cpu-test@%h", "--loglevel", "INFO"]
-    log = open(Path(service_env["SVDIFF_DATA_DIR"]) / "cpu-worker.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    extra = {"SVDIFF_ALLOW_PRIVATE_WEBHOOKS": "true", "SVDIFF_WEBHOOK_BACKOFF_BASE_SECONDS": "0.2"}
+    proc = start_worker(service_env, "cpu", extra, name="cpu-test")
+    yield proc
+    stop_worker(proc)

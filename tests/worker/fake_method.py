@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from PIL import Image
@@ -70,7 +69,8 @@ class FakeMethod:
         self._steps(params.steps, progress, start, save)
         names = ",".join(f"{s.token}:{len(s.photos)}" for s in subjects)
         return TrainOutput(
-            checkpoint=f"shifts[{names}]".encode(), metadata={"format_version": 1, "steps": params.steps}
+            checkpoint=f"shifts[{names}]".encode(),
+            metadata={"format_version": 1, "steps": params.steps, "resumed_from": start},
         )
 
     def generate(
@@ -95,6 +95,3 @@ def fake_method(monkeypatch: pytest.MonkeyPatch) -> FakeMethod:
     for name in ("train", "generate", "edit", "export_lora", "base_model_info"):
         monkeypatch.setattr(method, name, getattr(fake, name))
     return fake
-
-
-__all__ = ["Any", "FakeMethod", "fake_method"]

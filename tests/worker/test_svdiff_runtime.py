@@ -29,8 +29,9 @@ def _photo(color: tuple[int, int, int]) -> bytes:
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> MethodRuntime:
     folder = tmp_path_factory.mktemp("base")
     tiny_pipeline(folder / "parts", max_length=24).save_pretrained(folder / "pipe")
-    return MethodRuntime(str(folder / "pipe"), svd_cache=folder / "svd", class_images=2, class_image_steps=2,
-                          edit_finetune_steps=3)
+    return MethodRuntime(
+        str(folder / "pipe"), svd_cache=folder / "svd", class_images=2, class_image_steps=2, edit_finetune_steps=3
+    )
 
 
 def _params(steps: int = 3) -> method.TrainParams:
@@ -41,14 +42,19 @@ def test_train_generate_export(runtime: MethodRuntime, tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     states: list[bytes] = []
     subject = method.SubjectInput("sks", "dog", [_photo((200, 30, 30)), _photo((30, 200, 30))])
-    output = runtime.train([subject], _params(), progress=lambda s, t: seen.append((s, t)) is None,
-                           resume_state=None, save_state=states.append, prior_cache=DirectoryCache(tmp_path))
+    output = runtime.train(
+        [subject],
+        _params(),
+        progress=lambda s, t: seen.append((s, t)) is None,
+        resume_state=None,
+        save_state=states.append,
+        prior_cache=DirectoryCache(tmp_path),
+    )
     assert seen[-1] == (3, 3) and states
     checkpoint = deserialize(output.checkpoint)
     assert checkpoint.metadata.subjects == [{"token": "sks", "class_word": "dog"}]
     assert output.metadata["base_fingerprints"] == runtime.shifts.stats.fingerprints
-    request = method.GenerationInput("a sks dog", None, 2, seed=5, steps=2, guidance_scale=2.0, width=None,
-                                     height=None)
+    request = method.GenerationInput("a sks dog", None, 2, seed=5, steps=2, guidance_scale=2.0, width=None, height=None)
     images = runtime.generate(request, [("ckpt-1", output.checkpoint, 1.0)], progress=lambda s, t: True)
     assert [i.seed for i in images] == [5, 6]
     assert Image.open(io.BytesIO(images[0].png)).size == (images[0].width, images[0].height)
@@ -62,8 +68,14 @@ def test_train_generate_export(runtime: MethodRuntime, tmp_path: Path) -> None:
 def test_cancel_raises_canceled(runtime: MethodRuntime, tmp_path: Path) -> None:
     subject = method.SubjectInput("sks", "dog", [_photo((10, 10, 200))])
     with pytest.raises(method.Canceled):
-        runtime.train([subject], _params(5), progress=lambda s, t: s < 2, resume_state=None,
-                      save_state=lambda b: None, prior_cache=DirectoryCache(tmp_path))
+        runtime.train(
+            [subject],
+            _params(5),
+            progress=lambda s, t: s < 2,
+            resume_state=None,
+            save_state=lambda b: None,
+            prior_cache=DirectoryCache(tmp_path),
+        )
     request = method.GenerationInput("a dog", None, 1, seed=0, steps=3, guidance_scale=None, width=None, height=None)
     with pytest.raises(method.Canceled):
         runtime.generate(request, [], progress=lambda s, t: False)
@@ -79,11 +91,17 @@ def test_edit_returns_an_image(runtime: MethodRuntime) -> None:
 def test_foreign_checkpoint_is_refused(runtime: MethodRuntime, tmp_path: Path) -> None:
     other = tiny_pipeline(tmp_path / "other", seed=3)
     other.save_pretrained(tmp_path / "other-pipe")
-    foreign = MethodRuntime(str(tmp_path / "other-pipe"), svd_cache=tmp_path / "svd", class_images=1,
-                            class_image_steps=1)
+    foreign = MethodRuntime(
+        str(tmp_path / "other-pipe"), svd_cache=tmp_path / "svd", class_images=1, class_image_steps=1
+    )
     subject = method.SubjectInput("sks", "dog", [_photo((1, 2, 3))])
-    output = foreign.train([subject], method.TrainParams(steps=1, learning_rate=1e-3, prior_preservation=False),
-                           progress=lambda s, t: True, resume_state=None, save_state=lambda b: None,
-                           prior_cache=DirectoryCache(tmp_path))
+    output = foreign.train(
+        [subject],
+        method.TrainParams(steps=1, learning_rate=1e-3, prior_preservation=False),
+        progress=lambda s, t: True,
+        resume_state=None,
+        save_state=lambda b: None,
+        prior_cache=DirectoryCache(tmp_path),
+    )
     with pytest.raises(ValueError, match="another base model"):
         runtime.export_lora(output.checkpoint, rank=2)
