@@ -37,7 +37,10 @@ def encode_cursor(created_at: datetime, id_: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, id_ = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created), str(id_)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive time in cursor")
+        return when, str(id_)
     except (ValueError, TypeError) as exc:
         raise InvalidInput("Invalid cursor.", errors=[{"field": "cursor", "detail": "not a cursor"}]) from exc
 

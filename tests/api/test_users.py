@@ -46,3 +46,15 @@ def test_invalid_user_fields_are_422(client: httpx.Client, admin_headers: dict[s
     fields = {e["field"] for e in response.json()["errors"]}
     assert fields == {"name", "role"}
     assert client.post("/v1/users", json={"name": "a", "extra": 1}, headers=admin_headers).status_code == 422
+
+
+def test_forged_cursors_are_422(client: httpx.Client, admin_headers: dict[str, str]) -> None:
+    import base64
+    import json
+
+    for raw in (b"[1, 2, 3]", b'["2030-01-01T00:00:00", "x"]', b'"text"', b"\xff\xfe"):
+        cursor = base64.urlsafe_b64encode(raw).decode()
+        response = client.get(f"/v1/users?cursor={cursor}", headers=admin_headers)
+        assert response.status_code == 422, (raw, response.text)
+    valid = base64.urlsafe_b64encode(json.dumps(["2030-01-01T00:00:00+00:00", "x"]).encode()).decode()
+    assert client.get(f"/v1/users?cursor={valid}", headers=admin_headers).status_code == 200
