@@ -14,21 +14,42 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "development-only-secret-key-change-me"
-# Rare words that the tokenizer keeps as a single token; the first one not used by the user names a subject.
+# Rare words for Stable Diffusion bases (CLIP's tokenizer); the first one not used by the user names a subject.
+# The bundled base model has its own list (`basemodel.vocab.RESERVED_TOKENS`), used when it is the base.
 DEFAULT_SUBJECT_TOKENS = (
     "sks", "zwx", "qlt", "vrk", "pfy", "olis", "bnp", "hta", "kfc", "ohwx",
     "xjq", "tyk", "wzv", "gmz", "dqr", "jnx", "ykr", "vxl", "zqp", "rwq",
 )  # fmt: skip
 
 
+def _bundled_base_model() -> Path | None:
+    """Where the bundled small base model lives, when the ``basemodel`` package is installed."""
+    try:
+        from basemodel import BASE_MODEL_PATH  # lazy; the package's top level imports nothing heavy
+
+        return Path(BASE_MODEL_PATH)
+    except Exception:  # absent or broken package
+        return None
+
+
 def _default_base_model() -> str:
     """The bundled small base model when the ``basemodel`` package is installed, else its usual name."""
-    try:
-        from basemodel import BASE_MODEL_PATH  # lazy: basemodel may pull heavy imports
+    bundled = _bundled_base_model()
+    return str(bundled) if bundled is not None else "basemodel"
 
-        return str(BASE_MODEL_PATH)
-    except Exception:  # absent or broken package: a plain setting then
-        return "basemodel"
+
+def default_subject_tokens(base_model: str) -> tuple[str, ...]:
+    """The bundled base model's reserved identifiers when it is the base (words no caption of its training data
+    contains, each one token of its tokenizer), else rare words of Stable Diffusion's CLIP tokenizer."""
+    bundled = _bundled_base_model()
+    if bundled is not None and Path(base_model).expanduser().resolve() == bundled.resolve():
+        try:
+            from basemodel.vocab import RESERVED_TOKENS  # pure Python: no torch
+
+            return tuple(RESERVED_TOKENS)
+        except Exception:
+            pass
+    return DEFAULT_SUBJECT_TOKENS
 
 
 class Settings(BaseSettings):
@@ -61,7 +82,7 @@ class Settings(BaseSettings):
     max_photo_pixels: int = 40_000_000
     min_photo_side: int = 256
     max_photos_per_subject: int = 20
-    subject_tokens: tuple[str, ...] = DEFAULT_SUBJECT_TOKENS
+    subject_tokens: tuple[str, ...] = ()  # default: default_subject_tokens(base_model)
 
     # Jobs and workers
     max_job_attempts: int = Field(default=3, ge=1)
@@ -93,6 +114,12 @@ class Settings(BaseSettings):
     class_images: int = Field(default=200, ge=1)  # prior-preservation images per class word (shared by subjects)
     class_image_steps: int = Field(default=50, ge=1)  # DDIM steps to make each of them
     edit_finetune_steps: int = Field(default=300, ge=1)  # single-image editing: shift fine-tuning steps
+
+    @model_validator(mode="after")
+    def _default_subject_tokens(self) -> Self:
+        if not self.subject_tokens:
+            self.subject_tokens = default_subject_tokens(self.base_model)
+        return self
 
     @model_validator(mode="after")
     def _refuse_development_defaults_in_production(self) -> Self:

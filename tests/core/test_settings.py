@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from core.settings import Settings
+from basemodel.vocab import RESERVED_TOKENS
+from core.settings import DEFAULT_SUBJECT_TOKENS, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_embedded_defaults() -> None:
@@ -41,3 +48,28 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SVDIFF_ALLOW_PRIVATE_WEBHOOKS", "true")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.port == 9001 and settings.allow_private_webhooks
+
+
+def test_subject_tokens_default_to_the_bundled_models_reserved_identifiers() -> None:
+    from basemodel import BASE_MODEL_PATH
+
+    settings = Settings(base_model=str(BASE_MODEL_PATH), _env_file=None)  # type: ignore[call-arg]
+    assert settings.subject_tokens == RESERVED_TOKENS
+    assert Settings(_env_file=None).subject_tokens == RESERVED_TOKENS  # type: ignore[call-arg]
+
+
+def test_subject_tokens_for_a_stable_diffusion_base() -> None:
+    settings = Settings(base_model="runwayml/stable-diffusion-v1-5", _env_file=None)  # type: ignore[call-arg]
+    assert settings.subject_tokens == DEFAULT_SUBJECT_TOKENS
+    assert settings.subject_tokens != RESERVED_TOKENS and "sks" in settings.subject_tokens
+
+
+def test_subject_tokens_from_the_environment_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SVDIFF_SUBJECT_TOKENS", '["abc", "xyz"]')
+    assert Settings(_env_file=None).subject_tokens == ("abc", "xyz")  # type: ignore[call-arg]
+
+
+def test_settings_import_no_torch() -> None:
+    code = "import sys, core.settings; core.settings.Settings(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
