@@ -126,6 +126,9 @@ class MethodRuntime:
 
 
 _local = threading.local()
+# diffusers/transformers build models on the meta device by patching torch globally while loading: two threads
+# loading at once break each other ("Cannot copy out of meta tensor"). One load at a time per process.
+_load_lock = threading.Lock()
 
 
 def current_runtime() -> MethodRuntime:
@@ -135,10 +138,11 @@ def current_runtime() -> MethodRuntime:
         from core.settings import get_settings
 
         settings = get_settings()
-        runtime = MethodRuntime(
-            settings.base_model, device=settings.device, dtype=settings.dtype, svd_cache=settings.svd_cache_path,
-            class_images=settings.class_images, class_image_steps=settings.class_image_steps,
-            edit_finetune_steps=settings.edit_finetune_steps,
-        )
+        with _load_lock:
+            runtime = MethodRuntime(
+                settings.base_model, device=settings.device, dtype=settings.dtype,
+                svd_cache=settings.svd_cache_path, class_images=settings.class_images,
+                class_image_steps=settings.class_image_steps, edit_finetune_steps=settings.edit_finetune_steps,
+            )
         _local.runtime = runtime
     return runtime

@@ -105,3 +105,32 @@ def test_foreign_checkpoint_is_refused(runtime: MethodRuntime, tmp_path: Path) -
     )
     with pytest.raises(ValueError, match="another base model"):
         runtime.export_lora(output.checkpoint, rank=2)
+
+
+def test_threads_load_their_runtimes_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded worker's threads each build a runtime on their first task, often at the same moment."""
+    import threading
+
+    import core.settings
+    from core.settings import Settings
+    from worker.svdiff_runtime import current_runtime
+
+    tiny_pipeline(tmp_path / "parts", max_length=24).save_pretrained(tmp_path / "pipe")
+    settings = Settings(base_model=str(tmp_path / "pipe"), data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setattr(core.settings, "get_settings", lambda: settings)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            results.append(current_runtime().info()["fingerprint"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(results) == 3 and len(set(results)) == 1
