@@ -27,6 +27,7 @@ def start_embedded_worker(runtime: Runtime, concurrency: int = 3) -> WorkControl
         concurrency=concurrency,  # a training does not hold back a generation
         queues=list(QUEUES),
         beat=True,
+        schedule_filename=str(runtime.settings.data_dir / "celerybeat-schedule"),  # not in the working directory
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
