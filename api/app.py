@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.metrics import Metrics
+from api.ratelimit import RateLimitMiddleware, make_rate_limits
 from api.routes import admin, checkpoints, files, jobs, ops, subjects, users
 from core.bootstrap import bootstrap_admin
 from core.runtime import Runtime, build_runtime
@@ -55,8 +56,11 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
 
     app = FastAPI(title="svdiff-service", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.rate_limits = make_rate_limits(runtime.settings)
+    if app.state.rate_limits is not None:
+        app.middleware("http")(RateLimitMiddleware(app.state.rate_limits, errors.service_error))
     app.state.metrics = Metrics(runtime)
-    app.middleware("http")(app.state.metrics.middleware)
+    app.middleware("http")(app.state.metrics.middleware)  # added last, so outermost: it counts the 429s too
     errors.install(app)
     for module in (users, subjects, jobs, checkpoints, admin, files, ops):
         app.include_router(module.router)

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     default_learning_rate: float = 1e-3
     checkpoint_every_steps: int = Field(default=50, ge=1)
 
+    # Rate limits per API key, in fixed windows; counted in Redis when the broker (or rate_limit_storage) is Redis
+    rate_limit_enabled: bool = True
+    rate_limit_requests: int = Field(default=600, ge=1)  # every request that carries a key
+    rate_limit_jobs: int = Field(default=60, ge=1)  # POSTs that create a training, generation or edit
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    rate_limit_storage: str | None = None  # "memory://" or a redis:// URL; default: the broker
+
     # Webhooks
     allow_private_webhooks: bool = False
     webhook_timeout_seconds: float = 10.0

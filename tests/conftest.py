@@ -94,6 +94,9 @@ def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
         "SVDIFF_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
         "SVDIFF_LORA_EXPORT_WAIT_SECONDS": "1",
         "SVDIFF_PROGRESS_INTERVAL_SECONDS": "0",
+        # counted in Redis as in production, but high enough for the suite; tests/api/test_rate_limit.py lowers them
+        "SVDIFF_RATE_LIMIT_REQUESTS": "100000",
+        "SVDIFF_RATE_LIMIT_JOBS": "100000",
     }
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, PresenterDep, RuntimeDep, SessionDep
 from api.pagination import Page, PageDep, paginate
+from api.ratelimit import RateLimits, bearer_key
 from api.schemas import SubjectCreate, SubjectMultipartFields, TrainingCreate
 from api.services import jobs, subjects
 from api.services.common import Idempotency, owned
@@ -109,16 +111,29 @@ async def create_subject(
         raise UnsupportedMedia("Send application/json or multipart/form-data.")
     form = await _form(request, runtime)
     try:
-        return await run_in_threadpool(_create_with_photos, session, runtime, user, form, idempotency_key)
+        return await run_in_threadpool(
+            _create_with_photos, session, runtime, user, form, idempotency_key, job_limit(request)
+        )
     finally:
         form.close()
 
 
-def _create_with_photos(session: Any, runtime: Any, user: User, form: MultipartForm, key: str | None) -> Any:
+def job_limit(request: Request) -> Callable[[], None]:
+    """The job-creating-request limit of this request's key (the shortcut creates a job only with train=true)."""
+    limits: RateLimits | None = request.app.state.rate_limits
+    key = bearer_key(request)
+    return (lambda: limits.check_job(key)) if limits is not None and key is not None else (lambda: None)
+
+
+def _create_with_photos(
+    session: Any, runtime: Any, user: User, form: MultipartForm, key: str | None, check_job_limit: Callable[[], None]
+) -> Any:
     try:
         fields = SubjectMultipartFields.model_validate(form.fields)
     except ValidationError as exc:
         raise invalid(exc) from exc
+    if fields.train:
+        check_job_limit()
     digests = [hashlib.sha256(upload.read()).hexdigest() for upload in form.files] if fields.train else []
     idempotency = Idempotency(session, user, key if fields.train else None, [form.fields, digests])
     if (replay := idempotency.replay()) is not None:
