@@ -8,6 +8,7 @@ nor parsed twice. Each worker thread gets its own runtime (the embedded mode run
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,8 +21,10 @@ from PIL import Image
 import svdiff
 from svdiff.checkpoint import Checkpoint, check_compatible, deserialize, serialize
 from svdiff.lora import export_lora
+from svdiff.state import TrainState, TrainStateError
 from worker import method
 
+log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -73,10 +76,11 @@ class MethodRuntime:
             checkpoint_every=params.checkpoint_every, seed=params.seed, num_class_images=self.class_images,
             class_image_steps=self.class_image_steps, mixed_precision=self.mixed_precision,  # type: ignore[arg-type]
         )
+        resume = _readable_state(resume_state)
         result = svdiff.train(
             self.pipe, [svdiff.Subject(s.token, s.class_word, list(s.photos)) for s in subjects], config,
             shifts=self.shifts, prior_cache=prior_cache,
-            callback=lambda p: progress(p.step, p.total), resume=resume_state,
+            callback=lambda p: progress(p.step, p.total), resume=resume,
             on_state=lambda state: save_state(state.to_bytes()), base_model_name=self.base_model,
         )
         if result.canceled:
@@ -85,7 +89,8 @@ class MethodRuntime:
         meta = result.checkpoint.metadata
         metadata = {"format_version": meta.format_version, "base_model": meta.base_model,
                     "base_fingerprints": meta.base_fingerprints, "subjects": meta.subjects,
-                    "training": meta.training, "seconds": round(result.seconds, 3)}
+                    "training": meta.training, "seconds": round(result.seconds, 3),
+                    "resumed_from": resume.step if resume is not None else 0}
         return method.TrainOutput(checkpoint=data, metadata=metadata)
 
     def generate(self, request: method.GenerationInput, checkpoints: list[tuple[str, bytes, float]], *,
@@ -123,6 +128,18 @@ class MethodRuntime:
         export = export_lora(self.shifts, parsed.shifts, rank)
         return export.to_bytes({"format": "lora", "source": "svdiff", "rank": str(rank),
                                 "base_model": self.base_model, "dropped_layers": str(len(export.dropped))})
+
+
+def _readable_state(data: bytes | None) -> TrainState | None:
+    """The saved state to resume from; an unreadable one is dropped (the run starts over) rather than failing
+    every retry of the job."""
+    if data is None:
+        return None
+    try:
+        return TrainState.from_bytes(data)
+    except TrainStateError as exc:
+        log.warning("ignoring the saved training state: %s", exc)
+        return None
 
 
 _local = threading.local()

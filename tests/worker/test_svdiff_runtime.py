@@ -134,3 +134,19 @@ def test_threads_load_their_runtimes_at_once(tmp_path: Path, monkeypatch: pytest
         thread.join()
     assert not errors, errors
     assert len(results) == 3 and len(set(results)) == 1
+
+
+def test_resume_from_a_saved_state_and_ignore_an_unreadable_one(runtime: MethodRuntime, tmp_path: Path) -> None:
+    subject = method.SubjectInput("sks", "dog", [_photo((200, 120, 30))])
+    states: list[bytes] = []
+
+    def run(resume: bytes | None, steps: int = 5) -> method.TrainOutput:
+        return runtime.train([subject], _params(steps), progress=lambda s, t: True, resume_state=resume,
+                             save_state=states.append, prior_cache=DirectoryCache(tmp_path))
+
+    assert run(None, steps=3).metadata["resumed_from"] == 0
+    assert states
+    resumed = run(states[0])  # the state of step 2 (checkpoint_every=2)
+    assert resumed.metadata["resumed_from"] == 2
+    assert deserialize(resumed.checkpoint).metadata.training["step"] == 5
+    assert run(b"not a state").metadata["resumed_from"] == 0
