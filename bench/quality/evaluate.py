@@ -15,16 +15,27 @@ from basemodel.reader import AttributeReader
 from basemodel.subjects import SUBJECTS, Subject
 from bench.quality.methods import Tuned, sample, token_for
 from bench.quality.prompts import context_prompts, drift_prompt, pair_prompts
-from bench.quality.scoring import DriftScores, PairScores, SingleScores, score_context, score_drift, score_pairs
+from bench.quality.scoring import (
+    DriftScores,
+    PairScores,
+    SingleScores,
+    read_single,
+    score_context,
+    score_drift,
+    score_pairs,
+    shows,
+)
 from bench.quality.settings import Settings
+from svdiff.cutmix import SUBJECT_PROMPT
 
-CONTEXT_SEED, DRIFT_SEED, PAIR_SEED, PROMPT_STRIDE = 1000, 5000, 7000, 100
+CONTEXT_SEED, DRIFT_SEED, PAIR_SEED, TRAINING_SEED, PROMPT_STRIDE = 1000, 5000, 7000, 9000, 100
 
 
 @dataclass
 class SingleResult:
     context: SingleScores
     drift: DriftScores
+    training_prompt: float  # subject fidelity on the training prompt itself: was the subject learnt at all?
     context_images: list[Image.Image]  # the first context prompt's samples, for the grid
     drift_images: list[Image.Image]
     sample_seconds: float = 0.0
@@ -50,8 +61,11 @@ def evaluate_single(tuned: Tuned, subject: Subject, reader: AttributeReader, set
         backgrounds += [prompt.background] * len(batch)
         positions += [prompt.position] * len(batch)
     drift_images = sample(tuned, drift_prompt(subject), settings.drift_samples, DRIFT_SEED, settings)
+    own = sample(tuned, SUBJECT_PROMPT.format(token=token_for(subject.name), class_word=subject.class_word),
+                 settings.drift_samples, TRAINING_SEED, settings)
+    learnt = float(np.mean([shows(o, subject) for o in read_single(reader, own)]))
     return SingleResult(score_context(reader, images, subject, backgrounds, positions),
-                        score_drift(reader, drift_images, subject), first, drift_images)
+                        score_drift(reader, drift_images, subject), learnt, first, drift_images)
 
 
 def evaluate_pair(tuned: Tuned, names: tuple[str, str], reader: AttributeReader, settings: Settings) -> PairResult:

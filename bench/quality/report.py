@@ -7,6 +7,7 @@ import platform
 import statistics
 from dataclasses import asdict
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ import torch
 from basemodel.subjects import SUBJECTS
 from bench.quality.methods import LABELS, METHODS, token_for
 from bench.quality.prompts import context_prompts, drift_prompt, pair_prompts
+from bench.quality.scoring import SingleScores
 from bench.quality.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,12 +27,8 @@ NO_CMU, CMU = "joint, no Cut-Mix", "Cut-Mix-Unmix"
 
 
 def mean_over_subjects(results: Results, method: str, metric: str) -> float:
-    values = []
-    for per_method in results.single.values():
-        result = per_method[method]
-        group, key = metric.split(".")
-        values.append(getattr(getattr(result, group), key))
-    return statistics.fmean(values)
+    """`metric` is an attribute path of SingleResult, e.g. "context.subject"."""
+    return statistics.fmean(attrgetter(metric)(per_method[method]) for per_method in results.single.values())
 
 
 def headline(results: Results) -> dict[str, float]:
@@ -56,8 +54,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def _method_table(results: Results) -> list[str]:
     lines = ["| method | subject fidelity | prompt fidelity | drift: subject | drift: held-out attribute | "
-             "checkpoint bytes (fp32) | trained values | train s (mean) | loss, last 50 steps |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "checkpoint bytes (fp32) | trained values | train s (mean) | loss, last 50 steps | "
+             "fidelity on the training prompt |", "| --- |" + " ---: |" * 9]
     for method in METHODS:
         tuned = [per[method] for per in results.tuned.values()]
         losses = [t.final_loss for t in tuned if t.final_loss is not None]
@@ -67,21 +65,27 @@ def _method_table(results: Results) -> list[str]:
                      f"{mean_over_subjects(results, method, 'drift.held_out'):.3f} | "
                      f"{tuned[0].checkpoint_bytes:,} | {tuned[0].trainable:,} | "
                      f"{statistics.fmean(t.seconds for t in tuned):.1f} | "
-                     f"{_fmt(statistics.fmean(losses) if losses else None, 4)} |")
+                     f"{_fmt(statistics.fmean(losses) if losses else None, 4)} | "
+                     f"{mean_over_subjects(results, method, 'training_prompt'):.3f} |")
     return lines
 
 
+def _single_cells(c: SingleScores) -> str:
+    values = (c.subject, c.prompt, c.shape, c.colour, c.pattern, c.background, c.position)
+    return " | ".join(f"{v:.3f}" for v in values)
+
+
 def _subject_table(results: Results) -> list[str]:
-    lines = ["| subject | method | subject fidelity | prompt fidelity | background | position | drift: subject | "
-             "drift: held-out |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| subject | method | subject fidelity | prompt fidelity | shape | colour | pattern | background | "
+             "position | drift: subject | drift: held-out | fidelity on the training prompt |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, per_method in results.single.items():
         for method, r in per_method.items():
             c, d = r.context, r.drift
-            lines.append(f"| {name} | {method} | {c.subject:.3f} | {c.prompt:.3f} | {c.background:.3f} | "
-                         f"{c.position:.3f} | {d.subject:.3f} | {d.held_out:.3f} |")
+            lines.append(f"| {name} | {method} | {_single_cells(c)} | {d.subject:.3f} | {d.held_out:.3f} | "
+                         f"{r.training_prompt:.3f} |")
         for kind, c in results.ceilings.get(name, {}).items():
-            lines.append(f"| {name} | ceiling: {kind} | {c.subject:.3f} | {c.prompt:.3f} | {c.background:.3f} | "
-                         f"{c.position:.3f} | - | - |")
+            lines.append(f"| {name} | ceiling: {kind} | {_single_cells(c)} | - | - | - |")
     return lines
 
 

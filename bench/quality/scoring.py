@@ -42,6 +42,9 @@ class SingleScores:
     prompt: float  # subject fidelity and the prompted background and position
     background: float
     position: float
+    shape: float = 0.0  # each of the subject's attributes on its own
+    colour: float = 0.0
+    pattern: float = 0.0
 
 
 @dataclass
@@ -61,7 +64,7 @@ class PairScores:
     leak: float  # an attribute of one subject on the other's object
 
 
-def _single(reader: AttributeReader, images: Sequence[Image.Image]) -> list[ObjectReading]:
+def read_single(reader: AttributeReader, images: Sequence[Image.Image]) -> list[ObjectReading]:
     return [reading.objects[0] for reading in reader.read(list(images), layout="single")]
 
 
@@ -72,12 +75,14 @@ def score_context(reader: AttributeReader, images: Sequence[Image.Image], subjec
     hit = np.array([shows(r.objects[0], subject) for r in readings])
     bg = np.array([r.background == b for r, b in zip(readings, backgrounds, strict=True)])
     pos = np.array([r.objects[0].position == p for r, p in zip(readings, positions, strict=True)])
+    each = {kind: float(np.mean([getattr(r.objects[0], kind) == getattr(subject, kind) for r in readings]))
+            for kind in ATTRIBUTES}
     return SingleScores(len(readings), float(hit.mean()), float((hit & bg & pos).mean()), float(bg.mean()),
-                        float(pos.mean()))
+                        float(pos.mean()), **each)
 
 
 def score_drift(reader: AttributeReader, images: Sequence[Image.Image], subject: Subject) -> DriftScores:
-    objects = _single(reader, images)
+    objects = read_single(reader, images)
     return DriftScores(len(objects), float(np.mean([shows(o, subject) for o in objects])),
                        float(np.mean([shows_held_out(o, subject) for o in objects])))
 
