@@ -21,7 +21,14 @@ from core.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 DESCRIPTION = """Personalize a text-to-image model with SVDiff spectral shifts: upload 3 to 5 photos of a subject,
 train, then generate it in any scene. Auth: `Authorization: Bearer <api key>`. Errors are
-`application/problem+json` (RFC 9457)."""
+`application/problem+json` (RFC 9457). Requests are rate limited per API key (and job-creating POSTs separately):
+over the limit, 429 with `Retry-After` in seconds."""
+RATE_LIMITED: dict[int | str, dict[str, object]] = {
+    429: {
+        "description": "Rate limited: retry after `Retry-After` seconds (application/problem+json)",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
+    }
+}
 
 
 def start_bootstrap(runtime: Runtime, retry_seconds: float = 5.0) -> None:
@@ -62,6 +69,8 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.state.metrics = Metrics(runtime)
     app.middleware("http")(app.state.metrics.middleware)  # added last, so outermost: it counts the 429s too
     errors.install(app)
-    for module in (users, subjects, jobs, checkpoints, admin, files, ops):
+    for module in (users, subjects, jobs, checkpoints, admin):
+        app.include_router(module.router, responses=RATE_LIMITED)
+    for module in (files, ops):  # no API key: never rate limited
         app.include_router(module.router)
     return app

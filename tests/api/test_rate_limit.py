@@ -111,3 +111,9 @@ def test_a_limiter_store_that_is_down_lets_requests_through(
     api = limited_client(runtime, rate_limit_requests=1, rate_limit_storage="redis://127.0.0.1:9/0")
     assert {api.get("/v1/me", headers=auth(user)).status_code for _ in range(3)} == {200}
 
+
+
+def test_openapi_documents_the_429(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "Retry-After" in paths["/v1/generations"]["post"]["responses"]["429"]["headers"]
+    assert "429" not in paths["/healthz"]["get"]["responses"]
