@@ -64,6 +64,9 @@ def test_compose_config_passes_and_wires_every_service(config: dict[str, Any]) -
     assert services["worker-inference"]["command"][-1] == "inference"
     assert "--beat" in services["worker-cpu"]["command"]
     assert services["api"]["environment"]["SVDIFF_ENVIRONMENT"] == "production"
+    wired = ("api", "worker-training", "worker-inference")
+    base_models = {services[name]["environment"]["SVDIFF_BASE_MODEL"] for name in wired}
+    assert base_models == {"runwayml/stable-diffusion-v1-5"}  # one base model: the API picks tokens for its tokenizer
 
 
 def test_compose_refuses_missing_secrets() -> None:
