@@ -66,7 +66,7 @@ def test_compose_config_passes_and_wires_every_service(config: dict[str, Any]) -
     assert services["api"]["environment"]["SVDIFF_ENVIRONMENT"] == "production"
     wired = ("api", "worker-training", "worker-inference")
     base_models = {services[name]["environment"]["SVDIFF_BASE_MODEL"] for name in wired}
-    assert base_models == {"stable-diffusion-v1-5/stable-diffusion-v1-5"}  # one base model: the API picks tokens for its tokenizer
+    assert base_models == {"stable-diffusion-v1-5/stable-diffusion-v1-5"}  # the API picks tokens for that tokenizer
 
 
 def test_compose_refuses_missing_secrets() -> None:
