@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import ServiceError
@@ -73,6 +73,9 @@ async def database_error(request: Request, exc: Exception) -> JSONResponse:
         return problem(
             request, 503, "The database is unavailable.", slug="database-unavailable", headers={"Retry-After": "5"}
         )
+    if isinstance(exc, DataError):  # a value the database cannot hold that validation let through: still input
+        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem(request, 422, "A value cannot be stored.", slug="invalid-input")
     return await unexpected_error(request, exc)
 
 

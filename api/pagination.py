@@ -40,7 +40,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         when = datetime.fromisoformat(created)
         if when.tzinfo is None:
             raise ValueError("naive time in cursor")
-        return when, str(id_)
+        if not isinstance(id_, str) or "\x00" in id_:
+            raise ValueError("the id of a cursor is a string without NUL")
+        return when, id_
     except (ValueError, TypeError) as exc:
         raise InvalidInput("Invalid cursor.", errors=[{"field": "cursor", "detail": "not a cursor"}]) from exc
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    return value
+
+
+Text = AfterValidator(_no_nul)  # on every free-text type: PostgreSQL text cannot hold a NUL
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Text]
 ClassWord = Annotated[
     str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z][a-z -]{0,48}[a-z]$|^[a-z]$")
 ]
 Token = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{1,31}$")]
-Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-WebhookUrl = Annotated[str, StringConstraints(max_length=2000)]
+Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Text]
+WebhookUrl = Annotated[str, StringConstraints(max_length=2000), Text]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
@@ -72,7 +80,7 @@ class CheckpointRef(Strict):
 
 class GenerationCreate(Strict):
     prompt: Prompt
-    negative_prompt: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    negative_prompt: Annotated[str, StringConstraints(max_length=2000), Text] | None = None
     checkpoints: list[CheckpointRef] = Field(default_factory=list, max_length=3)
     num_images: int = Field(default=1, ge=1, le=4)
     seed: Seed | None = None

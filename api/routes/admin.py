@@ -5,11 +5,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session
 
 from api.deps import AdminUser, PresenterDep, SessionDep
 from api.pagination import Page, PageDep, paginate
+from api.services.common import is_id
 from core.views import AdminJobOut, SubjectOut
 from models import STATUSES, Checkpoint, Job, JobImage, Photo, Subject, User, training_subjects
 
@@ -64,7 +65,7 @@ def subjects(
     """Every user's subjects with their owner and checkpoint totals."""
     query = select(Subject)
     if user_id is not None:
-        query = query.where(Subject.user_id == user_id)
+        query = query.where(Subject.user_id == user_id if is_id(user_id) else false())  # not an id: no one's
     result = paginate(session, query, Subject, page, lambda s: s)
     subjects: list[Subject] = result.data  # type: ignore[assignment]
     owners = {u.id: u for u in session.scalars(select(User).where(User.id.in_({s.user_id for s in subjects})))}

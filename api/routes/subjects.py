@@ -14,7 +14,7 @@ from api.pagination import Page, PageDep, paginate
 from api.ratelimit import RateLimits, bearer_key
 from api.schemas import SubjectCreate, SubjectMultipartFields, TrainingCreate
 from api.services import jobs, subjects
-from api.services.common import Idempotency, owned
+from api.services.common import Idempotency, is_id, owned
 from api.uploads import MultipartForm, read_multipart
 from core.errors import InvalidInput, NotFound, UnsupportedMedia
 from core.views import PhotoOut, Presenter, SubjectOut, TrainingOut
@@ -192,7 +192,7 @@ def list_photos(subject: OwnedSubject, session: SessionDep, presenter: Presenter
 
 @router.delete("/v1/subjects/{subject_id}/photos/{photo_id}", status_code=204)
 def delete_photo(photo_id: str, subject: OwnedSubject, session: SessionDep, runtime: RuntimeDep) -> Response:
-    photo = session.get(Photo, photo_id) if len(photo_id) <= 64 else None
+    photo = session.get(Photo, photo_id) if is_id(photo_id) else None
     if photo is None or photo.subject_id != subject.id:
         raise NotFound(f"No photo {photo_id!r} in this subject.")
     subjects.delete_photo(session, runtime, photo)

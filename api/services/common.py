@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -20,9 +21,18 @@ M = TypeVar("M")
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
+def is_id(value: str) -> bool:
+    """Whether `value` is an id as this service writes them (a lowercase UUID): anything else names no row, and
+    is never sent to the database (a NUL, for one, is a PostgreSQL error)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
 def owned(session: Session, model: type[M], id_: str, user: User, what: str | None = None) -> M:
     """The row `id_` of `model` if it belongs to `user`; 404 otherwise (another user's ids are never revealed)."""
-    row = session.get(model, id_) if len(id_) <= 64 else None
+    row = session.get(model, id_) if is_id(id_) else None
     if row is None or getattr(row, "user_id", None) != user.id:
         raise NotFound(f"No {what or getattr(model, '__tablename__', 'resource').rstrip('s')} {id_!r}.")
     return row

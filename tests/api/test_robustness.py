@@ -1,0 +1,121 @@
+"""Hostile or unusual input: every answer is a problem document with a 4xx status, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.helpers import subject_with_photos
+from tests.conftest import auth
+
+NUL = "\x00"
+
+
+def cursor(created_at: str, id_: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, id_]).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/subjects/%00"),
+        ("DELETE", "/v1/subjects/%00"),
+        ("GET", "/v1/subjects/%00/photos"),
+        ("GET", "/v1/trainings/%00"),
+        ("POST", "/v1/trainings/%00/cancel"),
+        ("GET", "/v1/generations/%00"),
+        ("POST", "/v1/generations/%00/cancel"),
+        ("GET", "/v1/edits/%00"),
+        ("GET", "/v1/checkpoints/%00"),
+        ("GET", "/v1/checkpoints/%00/file"),
+    ],
+)
+def test_nul_in_a_path_id_is_404(client: httpx.Client, user: dict[str, str], method: str, path: str) -> None:
+    response = client.request(method, path, headers=auth(user))
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_nul_in_a_photo_id_is_404(client: httpx.Client, user: dict[str, str]) -> None:
+    subject = subject_with_photos(client, user)
+    response = client.delete(f"/v1/subjects/{subject['id']}/photos/%00", headers=auth(user))
+    assert response.status_code == 404, response.text
+
+
+def test_nul_in_body_ids_is_404_like_any_unknown_id(client: httpx.Client, user: dict[str, str]) -> None:
+    generation = client.post(
+        "/v1/generations", json={"prompt": "a dog", "checkpoints": [{"id": "é" + NUL}]}, headers=auth(user)
+    )
+    assert generation.status_code == 404, generation.text
+    training = client.post("/v1/trainings", json={"subject_ids": [NUL]}, headers=auth(user))
+    assert training.status_code == 404, training.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/subjects", {"name": "a" + NUL, "class_word": "dog"}, "name"),
+        ("/v1/generations", {"prompt": "a" + NUL}, "prompt"),
+        ("/v1/generations", {"prompt": "a", "negative_prompt": NUL}, "negative_prompt"),
+        ("/v1/generations", {"prompt": "a", "webhook_url": "https://example.com/" + NUL}, "webhook_url"),
+    ],
+)
+def test_nul_in_a_text_field_is_422(
+    client: httpx.Client, user: dict[str, str], path: str, body: dict[str, Any], field: str
+) -> None:
+    response = client.post(path, json=body, headers=auth(user))
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_nul_in_a_user_name_is_422(client: httpx.Client, admin_headers: dict[str, str]) -> None:
+    response = client.post("/v1/users", json={"name": "a" + NUL}, headers=admin_headers)
+    assert response.status_code == 422, response.text
+
+
+def test_nul_in_a_multipart_field_is_422(client: httpx.Client, user: dict[str, str]) -> None:
+    response = client.post(
+        "/v1/edits", data={"source_prompt": "a" + NUL, "target_prompt": "b"},
+        files=[("file", ("a.jpg", b"not read", "image/jpeg"))], headers=auth(user),
+    )  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["source_prompt"]
+
+
+def test_nul_in_the_admin_user_filter_matches_no_one(client: httpx.Client, admin_headers: dict[str, str]) -> None:
+    response = client.get("/v1/admin/subjects", params={"user_id": NUL}, headers=admin_headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("id_", ["a" + NUL, 1, ["x"], None])
+def test_a_cursor_id_must_be_a_string_without_nul(client: httpx.Client, user: dict[str, str], id_: Any) -> None:
+    response = client.get(
+        "/v1/subjects", params={"cursor": cursor("2020-01-01T00:00:00+00:00", id_)}, headers=auth(user)
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "cursor"
+
+
+def test_a_value_the_database_refuses_is_422_not_500() -> None:
+    """The safety net behind validation: a DataError that slips through is the client's input, not a crash."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from sqlalchemy.exc import DataError
+
+    from api import errors
+
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise DataError("INSERT ...", {}, ValueError("string literal cannot contain NUL (0x00) characters"))
+
+    response = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
