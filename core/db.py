@@ -56,6 +56,20 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A SAVEPOINT: an error inside rolls back only what was done inside (and propagates); the rest of the
+    transaction stays usable. On SQLite, pysqlite opens a transaction only at the first write, and a SAVEPOINT
+    outside one would start a transaction that its RELEASE commits: the transaction is opened first."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        raw = connection.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:
+            connection.exec_driver_sql("BEGIN")
+    with session.begin_nested():
+        yield
+
+
 def after_commit(session: Session, action: Callable[[], None]) -> None:
     """Run `action` once the session's transaction has committed (tasks are sent only for committed rows)."""
     session.info.setdefault("after_commit", []).append(action)

@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.db import savepoint
 from core.errors import Conflict, InvalidInput, NotFound
 from core.webhooks import UnsafeWebhookUrl, check_webhook_url
 from models import IdempotencyRecord, User, utcnow
@@ -70,18 +72,25 @@ class Idempotency:
         )
 
     def save(self, status_code: int, response: BaseModel) -> None:
+        """Raises 409 when a concurrent request with the same key saved first: this one's transaction then rolls
+        back, so the key never stands for two jobs (a retry replays the winner's answer)."""
         if self.key is None:
             return
-        self.session.add(
-            IdempotencyRecord(
-                user_id=self.user.id,
-                key=self.key,
-                request_hash=self.hash,
-                status_code=status_code,
-                response_body=response.model_dump_json(),
-            )
+        record = IdempotencyRecord(
+            user_id=self.user.id,
+            key=self.key,
+            request_hash=self.hash,
+            status_code=status_code,
+            response_body=response.model_dump_json(),
         )
-        self.session.flush()
+        try:
+            with savepoint(self.session):
+                self.session.add(record)
+                self.session.flush()
+        except IntegrityError as exc:  # uq_idempotency_user_key
+            raise Conflict(
+                "A request with this Idempotency-Key is in progress; retry.", headers={"Retry-After": "1"}
+            ) from exc
 
 
 def checked_webhook_url(url: str | None, *, allow_private: bool) -> str | None:

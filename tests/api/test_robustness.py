@@ -119,3 +119,27 @@ def test_a_value_the_database_refuses_is_422_not_500() -> None:
     response = TestClient(app, raise_server_exceptions=False).get("/boom")
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_concurrent_request_with_the_same_idempotency_key_is_409_and_creates_nothing(
+    client: httpx.Client, user: dict[str, str], runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other request saves its key between this one's replay check and its save (made deterministic here)."""
+    from api.services import jobs
+    from core.db import session_scope
+    from models import IdempotencyRecord
+
+    create = jobs.create_generation
+
+    def racing(session: Any, rt: Any, owner: Any, body: Any) -> Any:
+        with session_scope(runtime.sessions) as other:
+            other.add(IdempotencyRecord(user_id=owner.id, key="race", request_hash="h", status_code=202,
+                                        response_body="{}"))  # fmt: skip
+        return create(session, rt, owner, body)
+
+    monkeypatch.setattr(jobs, "create_generation", racing)
+    headers = {**auth(user), "Idempotency-Key": "race"}
+    response = client.post("/v1/generations", json={"prompt": "a dog"}, headers=headers)
+    assert response.status_code == 409, response.text
+    assert "in progress" in response.json()["detail"]
+    assert client.get("/v1/generations", headers=auth(user)).json()["data"] == []
