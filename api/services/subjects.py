@@ -3,13 +3,14 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.images import check_image, clean_image
 from api.uploads import UploadedFile
 from core import keys
 from core.celery_app import DELETE_PREFIXES, send
-from core.db import after_commit
+from core.db import after_commit, savepoint
 from core.errors import Conflict, InvalidInput, ServiceError
 from core.runtime import Runtime
 from models import Checkpoint, Job, Photo, Subject, User, new_id, training_subjects
@@ -28,13 +29,33 @@ def pick_token(session: Session, user: User, candidates: tuple[str, ...]) -> str
 def create_subject(
     session: Session, runtime: Runtime, user: User, name: str, class_word: str, token: str | None
 ) -> Subject:
-    if token is None:
-        token = pick_token(session, user, runtime.settings.subject_tokens)
-    elif session.scalar(select(Subject.id).where(Subject.user_id == user.id, Subject.token == token)):
-        raise Conflict(f"Another of your subjects already uses the token {token!r}.")
+    """With no `token`, the first free default one; a concurrent request that takes it first makes this one
+    pick the next (uq_subjects_user_token decides, in a savepoint)."""
+    if token is not None:
+        taken = f"Another of your subjects already uses the token {token!r}."
+        if session.scalar(select(Subject.id).where(Subject.user_id == user.id, Subject.token == token)):
+            raise Conflict(taken)
+        subject = _insert_subject(session, user, name, class_word, token)
+        if subject is None:
+            raise Conflict(taken)
+        return subject
+    candidates = runtime.settings.subject_tokens
+    for _ in candidates:
+        subject = _insert_subject(session, user, name, class_word, pick_token(session, user, candidates))
+        if subject is not None:
+            return subject
+    raise Conflict("Every default token was taken meanwhile; pass a `token`.")
+
+
+def _insert_subject(session: Session, user: User, name: str, class_word: str, token: str) -> Subject | None:
+    """The new subject, or None when another of the user's subjects took `token` concurrently."""
     subject = Subject(user_id=user.id, name=name, class_word=class_word, token=token)
-    session.add(subject)
-    session.flush()
+    try:
+        with savepoint(session):
+            session.add(subject)
+            session.flush()
+    except IntegrityError:
+        return None
     session.refresh(subject)  # loads photo_count
     return subject
 

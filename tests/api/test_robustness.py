@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -143,3 +144,45 @@ def test_a_concurrent_request_with_the_same_idempotency_key_is_409_and_creates_n
     assert response.status_code == 409, response.text
     assert "in progress" in response.json()["detail"]
     assert client.get("/v1/generations", headers=auth(user)).json()["data"] == []
+
+
+@pytest.fixture
+def token_race(runtime: Any) -> Iterator[list[str]]:
+    """Just before this request inserts its first subject, another request commits one with the same token."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from core.db import session_scope
+    from models import Subject
+
+    raced: list[str] = []
+
+    def before_flush(session: Session, _context: Any, _instances: Any) -> None:
+        new = [o for o in session.new if isinstance(o, Subject)]
+        if new and not raced:
+            raced.append(new[0].token)
+            with session_scope(runtime.sessions) as other:
+                other.add(Subject(user_id=new[0].user_id, name="other", class_word="dog", token=new[0].token))
+
+    event.listen(Session, "before_flush", before_flush)
+    yield raced
+    event.remove(Session, "before_flush", before_flush)
+
+
+def test_a_default_token_taken_concurrently_makes_the_next_one_be_picked(
+    client: httpx.Client, user: dict[str, str], token_race: list[str]
+) -> None:
+    response = client.post("/v1/subjects", json={"name": "Rex", "class_word": "dog"}, headers=auth(user))
+    assert response.status_code == 201, response.text
+    assert token_race and response.json()["token"] != token_race[0]
+    assert len(client.get("/v1/subjects", headers=auth(user)).json()["data"]) == 2
+
+
+def test_an_explicit_token_taken_concurrently_is_409(
+    client: httpx.Client, user: dict[str, str], token_race: list[str]
+) -> None:
+    body = {"name": "Rex", "class_word": "dog", "token": "mydog"}
+    response = client.post("/v1/subjects", json=body, headers=auth(user))
+    assert response.status_code == 409, response.text
+    assert token_race == ["mydog"]
+    assert len(client.get("/v1/subjects", headers=auth(user)).json()["data"]) == 1
