@@ -59,6 +59,8 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int) -> None:
 def clean_image(data: bytes, *, max_pixels: int, min_side: int) -> CleanImage:
     image = _checked(data, max_pixels=max_pixels, min_side=min_side)
     source_format = Image.open(io.BytesIO(data)).format or "PNG"
+    if source_format == "MPO":  # a phone camera's multi-picture JPEG: its first picture, as a plain JPEG
+        source_format = "JPEG"
     ext, content_type = FORMATS[source_format]
     out = io.BytesIO()
     if source_format == "JPEG":

@@ -154,3 +154,18 @@ def test_deleting_a_subject_removes_its_files(
     assert upload(client, user, subject, ("a.jpg", dog(0))).status_code == 201
     assert client.delete(f"/v1/subjects/{subject['id']}", headers=auth(user)).status_code == 204
     assert stored_keys(runtime, user, subject) == []
+
+
+def test_a_multi_picture_jpeg_is_stored_as_its_first_picture(
+    client: httpx.Client, user: dict[str, str], subject: dict[str, Any]
+) -> None:
+    first, second = Image.new("RGB", (320, 288), (200, 30, 90)), Image.new("RGB", (320, 288), (0, 0, 255))
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[second])  # what phone cameras write
+    assert Image.open(io.BytesIO(out.getvalue())).format == "MPO"
+    response = upload(client, user, subject, ("phone.jpg", out.getvalue()))
+    assert response.status_code == 201, response.text
+    stored = Image.open(io.BytesIO(httpx.get(response.json()["data"][0]["url"]).content))
+    assert stored.format == "JPEG" and getattr(stored, "n_frames", 1) == 1
+    red, _, blue = stored.convert("RGB").getpixel((10, 10))  # type: ignore[misc]
+    assert red > 150 and blue < 150
