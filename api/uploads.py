@@ -113,8 +113,8 @@ async def read_multipart(request: Request, *, max_file_bytes: int, max_files: in
         raise TooLarge("The request is larger than the upload limits allow.")
     collector = _Collector(max_file_bytes, max_files)
     callbacks = {name: getattr(collector, name) for name in dir(collector) if name.startswith("on_")}
-    parser = MultipartParser(options[b"boundary"], callbacks)  # type: ignore[arg-type]
     try:
+        parser = MultipartParser(options[b"boundary"], callbacks)  # type: ignore[arg-type]  # refuses bad boundaries
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()

@@ -169,3 +169,14 @@ def test_a_multi_picture_jpeg_is_stored_as_its_first_picture(
     assert stored.format == "JPEG" and getattr(stored, "n_frames", 1) == 1
     red, _, blue = stored.convert("RGB").getpixel((10, 10))  # type: ignore[misc]
     assert red > 150 and blue < 150
+
+
+@pytest.mark.parametrize("boundary", ["a" * 300, '""'])
+def test_an_invalid_multipart_boundary_is_422(
+    client: httpx.Client, user: dict[str, str], subject: dict[str, Any], boundary: str
+) -> None:
+    response = client.post(
+        f"/v1/subjects/{subject['id']}/photos", content=b"--x--",
+        headers={**auth(user), "content-type": f"multipart/form-data; boundary={boundary}"},
+    )  # fmt: skip
+    assert response.status_code == 422, response.text
