@@ -185,6 +185,8 @@ class DownloadSigner:
 
     def verify(self, token: str, now: float | None = None) -> tuple[str, str | None] | None:
         """The (key, filename) a token grants, or None when it is forged, malformed or expired."""
+        if not token.isascii():  # tokens are base64url; compare_digest takes ASCII str only
+            return None
         payload, _, mac = token.partition(".")
         if not payload or not hmac.compare_digest(mac, self._mac(payload)):
             return None

@@ -77,3 +77,8 @@ def test_download_tokens_expire_and_cannot_be_forged() -> None:
     assert signer.verify(payload[:-2] + "AA." + mac, now=1) is None
     assert DownloadSigner("other" * 7, "http://x").verify(token, now=1) is None
     assert signer.verify("garbage", now=1) is None
+
+
+@pytest.mark.parametrize("token", ["abc.é", "é.abc", "é.é", "\x00.\x00", "abc.\udcff"])
+def test_a_token_with_non_ascii_characters_is_refused(token: str) -> None:
+    assert DownloadSigner("secret" * 6, "http://127.0.0.1:8000").verify(token, now=1) is None
