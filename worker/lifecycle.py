@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
@@ -162,14 +162,23 @@ def run_job(runtime: Runtime, kind: type[J], job_id: str, worker: str, work: Wor
     except INFRASTRUCTURE:
         raise  # the job stays running; its heartbeat goes stale and the reconciler retries it
     except Exception as exc:
-        log.exception("%s %s failed", kind.__name__, job_id)
-        written = finish(runtime, job_id, worker, FAILED, (type(exc).__name__, str(exc) or repr(exc)))
-        return FAILED if written else "lost"
-    with session_scope(runtime.sessions) as session:
-        owned = owned_running(session, job_id, worker)
-        if owned is None or not isinstance(owned, kind):
-            return "lost"
-        write_results(session, owned)
-        owned.progress_step = max(owned.progress_step, owned.progress_total)
-        change_status(session, runtime, owned, SUCCEEDED)
+        return _failed(runtime, kind, job_id, worker, exc)
+    try:
+        with session_scope(runtime.sessions) as session:
+            owned = owned_running(session, job_id, worker)
+            if owned is None or not isinstance(owned, kind):
+                return "lost"
+            write_results(session, owned)
+            owned.progress_step = max(owned.progress_step, owned.progress_total)
+            change_status(session, runtime, owned, SUCCEEDED)
+    except INFRASTRUCTURE:
+        raise
+    except Exception as exc:  # results the database refuses (a bug, a value out of range): fail now, not at the
+        return _failed(runtime, kind, job_id, worker, exc)  # reconciler's timeout, and never retried
     return SUCCEEDED
+
+
+def _failed(runtime: Runtime, kind: type[Job], job_id: str, worker: str, exc: Exception) -> str:
+    log.exception("%s %s failed", kind.__name__, job_id)
+    detail = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc) or repr(exc)  # a database error: no SQL
+    return FAILED if finish(runtime, job_id, worker, FAILED, (type(exc).__name__, detail)) else "lost"

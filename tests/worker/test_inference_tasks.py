@@ -64,3 +64,28 @@ def test_lora_export_writes_the_blob_the_api_streams(
     file = client.get(f"/v1/checkpoints/{checkpoint_id}/file?format=lora&rank=4", headers=auth(user))
     assert file.status_code == 200 and file.content == b"lora-r4:S"
     assert export_lora_blob(runtime, "no-such-checkpoint", 4) is None
+
+
+def test_seeds_up_to_the_api_maximum_are_stored(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    body = {"prompt": "a dog", "num_images": 2, "seed": 2**32 - 1, "width": 64, "height": 64}
+    generation = client.post("/v1/generations", json=body, headers=auth(user)).json()
+    assert run_job(runtime, Generation, generation["id"], "w1", generate_work(runtime)) == "succeeded"
+    done = client.get(f"/v1/generations/{generation['id']}", headers=auth(user)).json()
+    assert [i["seed"] for i in done["images"]] == [2**32 - 1, 2**32]
+
+
+def test_results_the_database_refuses_fail_the_job(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    def work(job: Any, progress: Any) -> Any:
+        def write(session: Any, owned: Any) -> None:
+            raise ValueError("results refused")
+
+        return write
+
+    generation = client.post("/v1/generations", json={"prompt": "a dog"}, headers=auth(user)).json()
+    assert run_job(runtime, Generation, generation["id"], "w1", work) == "failed"
+    done = client.get(f"/v1/generations/{generation['id']}", headers=auth(user)).json()
+    assert done["status"] == "failed" and done["error"]["type"] == "ValueError"
