@@ -49,6 +49,7 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         discard_after_commit(session)
+        run_on_rollback(session)
         raise
     else:
         run_after_commit(session)
@@ -75,7 +76,21 @@ def after_commit(session: Session, action: Callable[[], None]) -> None:
     session.info.setdefault("after_commit", []).append(action)
 
 
+def on_rollback(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` if the session's transaction rolls back instead (a blob stored for rows that never were)."""
+    session.info.setdefault("on_rollback", []).append(action)
+
+
+def run_on_rollback(session: Session) -> None:
+    for action in session.info.pop("on_rollback", []):
+        try:
+            action()
+        except Exception:
+            log.exception("on-rollback action failed")
+
+
 def run_after_commit(session: Session) -> None:
+    session.info.pop("on_rollback", None)
     actions: list[Callable[[], None]] = session.info.pop("after_commit", [])
     for action in actions:
         try:

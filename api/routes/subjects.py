@@ -14,7 +14,7 @@ from api.pagination import Page, PageDep, paginate
 from api.ratelimit import RateLimits, bearer_key
 from api.schemas import SubjectCreate, SubjectMultipartFields, TrainingCreate
 from api.services import jobs, subjects
-from api.services.common import Idempotency, is_id, owned
+from api.services.common import Idempotency, checked_webhook_url, is_id, owned
 from api.uploads import MultipartForm, read_multipart
 from core.errors import InvalidInput, NotFound, UnsupportedMedia
 from core.views import PhotoOut, Presenter, SubjectOut, TrainingOut
@@ -138,6 +138,8 @@ def _create_with_photos(
     idempotency = Idempotency(session, user, key if fields.train else None, [form.fields, digests])
     if (replay := idempotency.replay()) is not None:
         return replay
+    if fields.train:  # every field is checked before a photo is stored
+        checked_webhook_url(fields.webhook_url, allow_private=runtime.settings.allow_private_webhooks)
     subject = subjects.create_subject(session, runtime, user, fields.name, fields.class_word, fields.token)
     subjects.add_photos(session, runtime, subject, [f for f in form.files if f.field == "files"])
     session.refresh(subject)

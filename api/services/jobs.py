@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from functools import partial
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -10,9 +11,10 @@ from sqlalchemy.orm import Session
 from api.images import clean_image
 from api.schemas import EditFields, GenerationCreate, TrainingCreate
 from api.services.common import checked_webhook_url, owned
-from api.services.subjects import check_uploads
+from api.services.subjects import check_uploads, forget_blobs
 from api.uploads import UploadedFile
 from core import keys
+from core.db import on_rollback
 from core.errors import Conflict, InvalidInput
 from core.jobs import change_status, enqueue_job
 from core.runtime import Runtime
@@ -73,6 +75,7 @@ def create_edit(session: Session, runtime: Runtime, user: User, fields: EditFiel
                task_id=new_id(), progress_total=fields.steps or 0)  # fmt: skip
     job.input_key = keys.edit_input(user.id, job.id, image.ext)
     runtime.storage.put(job.input_key, image.data, image.content_type)
+    on_rollback(session, partial(forget_blobs, runtime, [job.input_key]))
     session.add(job)
     session.flush()
     enqueue_job(session, runtime, job)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -10,7 +11,7 @@ from api.images import check_image, clean_image
 from api.uploads import UploadedFile
 from core import keys
 from core.celery_app import DELETE_PREFIXES, send
-from core.db import after_commit, savepoint
+from core.db import after_commit, on_rollback, savepoint
 from core.errors import Conflict, InvalidInput, ServiceError
 from core.runtime import Runtime
 from models import Checkpoint, Job, Photo, Subject, User, new_id, training_subjects
@@ -84,7 +85,8 @@ def check_uploads(uploads: list[UploadedFile], runtime: Runtime) -> None:
 
 
 def add_photos(session: Session, runtime: Runtime, subject: Subject, uploads: list[UploadedFile]) -> list[Photo]:
-    """All or nothing: every file is checked before any is stored; stored blobs are removed on failure."""
+    """All or nothing: every file is checked before any is stored; stored blobs are removed if the request's
+    transaction rolls back."""
     settings = runtime.settings
     if not uploads:
         raise InvalidInput("Send at least one file.", errors=[{"field": "files", "detail": "no file"}])
@@ -93,31 +95,29 @@ def add_photos(session: Session, runtime: Runtime, subject: Subject, uploads: li
         raise Conflict(f"A subject holds at most {settings.max_photos_per_subject} photos; it has {count}.")
     check_uploads(uploads, runtime)
     photos: list[Photo] = []
-    try:
-        for upload in uploads:
-            clean = clean_image(upload.read(), max_pixels=settings.max_photo_pixels, min_side=settings.min_photo_side)
-            photo_id = new_id()
-            key = keys.photo(subject.user_id, subject.id, photo_id, clean.ext)
-            runtime.storage.put(key, clean.data, clean.content_type)
-            photos.append(
-                Photo(id=photo_id, subject_id=subject.id, user_id=subject.user_id, storage_key=key,
-                      content_type=clean.content_type, width=clean.width, height=clean.height,
-                      size_bytes=len(clean.data), sha256=clean.sha256)
-            )  # fmt: skip
-    except BaseException:
-        _forget_blobs(runtime, [p.storage_key for p in photos])
-        raise
+    for upload in uploads:
+        clean = clean_image(upload.read(), max_pixels=settings.max_photo_pixels, min_side=settings.min_photo_side)
+        photo_id = new_id()
+        key = keys.photo(subject.user_id, subject.id, photo_id, clean.ext)
+        runtime.storage.put(key, clean.data, clean.content_type)
+        on_rollback(session, partial(forget_blobs, runtime, [key]))
+        photos.append(
+            Photo(id=photo_id, subject_id=subject.id, user_id=subject.user_id, storage_key=key,
+                  content_type=clean.content_type, width=clean.width, height=clean.height,
+                  size_bytes=len(clean.data), sha256=clean.sha256)
+        )  # fmt: skip
     session.add_all(photos)
     session.flush()
     return photos
 
 
-def _forget_blobs(runtime: Runtime, blob_keys: list[str]) -> None:
+def forget_blobs(runtime: Runtime, blob_keys: list[str]) -> None:
+    """Remove blobs stored by a request whose transaction rolled back."""
     for key in blob_keys:
         try:
             runtime.storage.delete(key)
         except Exception:
-            log.warning("could not remove blob %s after a failed upload", key)
+            log.warning("could not remove blob %s after a failed request", key)
 
 
 def delete_photo(session: Session, runtime: Runtime, photo: Photo) -> None:

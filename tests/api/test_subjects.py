@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
+from core import keys
+from core.errors import Conflict
 from tests.conftest import auth
 from tests.images import dog
 
@@ -101,3 +105,37 @@ def test_multipart_create_with_a_bad_photo_stores_nothing(client: httpx.Client, 
     assert response.status_code == 415
     assert response.json()["errors"] == [{"field": "files[1]", "detail": "bad.jpg: not a JPEG, PNG or WebP image"}]
     assert client.get("/v1/subjects", headers=auth(user)).json()["data"] == []
+
+
+def stored_blobs(runtime: Any, user: dict[str, str]) -> list[str]:
+    listing = runtime.storage.client.list_objects_v2(Bucket=runtime.storage.bucket, Prefix=keys.user_prefix(user["id"]))
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def test_multipart_create_and_train_with_a_refused_webhook_stores_nothing(
+    client: httpx.Client, user: dict[str, str], runtime: Any
+) -> None:
+    files = [("files", (f"{i}.jpg", dog(i), "image/jpeg")) for i in range(2)]
+    data = {"name": "Rex", "class_word": "dog", "train": "true", "webhook_url": "http://127.0.0.1:9/hook"}
+    response = client.post("/v1/subjects", data=data, files=files, headers=auth(user))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "webhook_url"
+    assert client.get("/v1/subjects", headers=auth(user)).json()["data"] == []
+    assert stored_blobs(runtime, user) == []
+
+
+def test_photos_stored_by_a_request_that_fails_later_are_removed(
+    client: httpx.Client, user: dict[str, str], runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.services import jobs
+
+    def refused(*_: Any) -> Any:
+        raise Conflict("refused after the photos were stored")
+
+    monkeypatch.setattr(jobs, "create_training", refused)
+    files = [("files", (f"{i}.jpg", dog(i), "image/jpeg")) for i in range(2)]
+    data = {"name": "Rex", "class_word": "dog", "train": "true"}
+    response = client.post("/v1/subjects", data=data, files=files, headers=auth(user))
+    assert response.status_code == 409, response.text
+    assert client.get("/v1/subjects", headers=auth(user)).json()["data"] == []
+    assert stored_blobs(runtime, user) == []
