@@ -15,6 +15,11 @@ class UnsafeWebhookUrl(ValueError):
     pass
 
 
+class UnresolvedWebhookHost(UnsafeWebhookUrl):
+    """The host did not resolve: refused when a job is created, but at delivery time perhaps a passing DNS
+    failure, so a failed attempt to retry rather than a reason to give up."""
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -41,7 +46,7 @@ def check_webhook_url(url: str, *, allow_private: bool) -> None:
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError) as exc:
-        raise UnsafeWebhookUrl(f"host {parts.hostname!r} does not resolve") from exc
+        raise UnresolvedWebhookHost(f"host {parts.hostname!r} does not resolve") from exc
     for info in infos:
         if not _is_public(str(info[4][0])):
             raise UnsafeWebhookUrl("resolves to a loopback, private or link-local address")

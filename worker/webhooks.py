@@ -12,7 +12,7 @@ import httpx
 from core.db import session_scope
 from core.runtime import Runtime
 from core.settings import Settings
-from core.webhooks import UnsafeWebhookUrl, check_webhook_url, sign
+from core.webhooks import UnresolvedWebhookHost, UnsafeWebhookUrl, check_webhook_url, sign
 from models import User, WebhookDelivery, utcnow
 from models.webhook import ABANDONED, DELIVERED, PENDING
 
@@ -43,22 +43,27 @@ def deliver(runtime: Runtime, delivery_id: str) -> float | None:
         if user is None:
             delivery.status = ABANDONED
             return None
+        status: int | None
+        error: str | None
         try:
             check_webhook_url(delivery.url, allow_private=settings.allow_private_webhooks)
-        except UnsafeWebhookUrl as exc:
+        except UnresolvedWebhookHost as exc:  # perhaps the resolver is down for a while: retried like a 5xx
+            status, error = None, str(exc)
+        except UnsafeWebhookUrl as exc:  # resolves to a non-public address: never
             delivery.status, delivery.last_error = ABANDONED, f"refused: {exc}"
             return None
+        else:
+            body = delivery.payload.encode()
+            timestamp = int(time.time())
+            headers = {
+                "content-type": "application/json",
+                "user-agent": "svdiff-webhooks/1",
+                "webhook-id": delivery.id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(user.webhook_secret, delivery.id, timestamp, body),
+            }
+            status, error = post(delivery.url, headers, body, settings.webhook_timeout_seconds)
         delivery.attempts += 1
-        body = delivery.payload.encode()
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "svdiff-webhooks/1",
-            "webhook-id": delivery.id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(user.webhook_secret, delivery.id, timestamp, body),
-        }
-        status, error = post(delivery.url, headers, body, settings.webhook_timeout_seconds)
         delivery.last_status_code, delivery.last_error = status, error
         if error is None:
             delivery.status, delivery.delivered_at = DELIVERED, utcnow()

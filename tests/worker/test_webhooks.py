@@ -153,3 +153,29 @@ def test_backoff_retries_for_at_least_a_day(runtime: Any) -> None:
     total = sum(backoff_seconds(settings, attempt) for attempt in range(1, settings.webhook_max_attempts))
     assert total >= 24 * 3600
     assert backoff_seconds(settings, 1) < backoff_seconds(settings, 2) <= settings.webhook_backoff_max_seconds
+
+
+def test_a_host_that_does_not_resolve_at_delivery_is_retried(
+    client: httpx.Client, user: dict[str, str], runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setattr(runtime.settings, "allow_private_webhooks", True)
+    generation = client.post(
+        "/v1/generations", json={"prompt": "a dog", "webhook_url": "https://hooks.example.com/x"}, headers=auth(user)
+    ).json()
+    monkeypatch.setattr(runtime.settings, "allow_private_webhooks", False)
+
+    def resolver_down(*_: Any, **__: Any) -> Any:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver_down)
+    client.post(f"/v1/generations/{generation['id']}/cancel", headers=auth(user))
+    with runtime.sessions() as session:
+        delivery_id = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.job_id == generation["id"]))
+    wait = deliver(runtime, delivery_id)
+    assert wait == backoff_seconds(runtime.settings, 1)
+    with runtime.sessions() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        assert delivery is not None and delivery.status == "pending" and delivery.attempts == 1
+        assert "does not resolve" in (delivery.last_error or "")
