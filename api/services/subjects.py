@@ -12,7 +12,7 @@ from api.uploads import UploadedFile
 from core import keys
 from core.celery_app import DELETE_PREFIXES, send
 from core.db import after_commit, on_rollback, savepoint
-from core.errors import Conflict, InvalidInput, ServiceError
+from core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from core.runtime import Runtime
 from models import Checkpoint, Job, Photo, Subject, User, new_id, training_subjects
 
@@ -90,6 +90,10 @@ def add_photos(session: Session, runtime: Runtime, subject: Subject, uploads: li
     settings = runtime.settings
     if not uploads:
         raise InvalidInput("Send at least one file.", errors=[{"field": "files", "detail": "no file"}])
+    # Uploads to one subject take turns (the row lock lasts until the commit), so parallel ones cannot all
+    # pass the count below; SQLite ignores FOR UPDATE but has one writer at a time anyway.
+    if session.scalar(select(Subject.id).where(Subject.id == subject.id).with_for_update()) is None:
+        raise NotFound("This subject was just deleted.")
     count = session.scalar(select(func.count(Photo.id)).where(Photo.subject_id == subject.id)) or 0
     if count + len(uploads) > settings.max_photos_per_subject:
         raise Conflict(f"A subject holds at most {settings.max_photos_per_subject} photos; it has {count}.")

@@ -180,3 +180,36 @@ def test_an_invalid_multipart_boundary_is_422(
         headers={**auth(user), "content-type": f"multipart/form-data; boundary={boundary}"},
     )  # fmt: skip
     assert response.status_code == 422, response.text
+
+
+def test_parallel_uploads_cannot_exceed_the_photo_limit(
+    client: httpx.Client, user: dict[str, str], subject: dict[str, Any], runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from api.services import subjects
+
+    monkeypatch.setattr(runtime.settings, "max_photos_per_subject", 2)
+    assert upload(client, user, subject, ("a.jpg", dog(0))).status_code == 201
+    check = subjects.check_uploads
+
+    def slow_check(*args: Any) -> None:  # widens the window between counting the photos and adding them
+        time.sleep(0.3)
+        check(*args)
+
+    monkeypatch.setattr(subjects, "check_uploads", slow_check)
+    statuses: list[int] = []
+    start = threading.Barrier(3)
+
+    def upload_one(index: int) -> None:
+        start.wait()
+        statuses.append(upload(client, user, subject, (f"{index}.jpg", dog(index))).status_code)
+
+    threads = [threading.Thread(target=upload_one, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201, 409, 409]
+    assert client.get(f"/v1/subjects/{subject['id']}", headers=auth(user)).json()["photo_count"] == 2
