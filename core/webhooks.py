@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 
 class UnsafeWebhookUrl(ValueError):
@@ -20,18 +20,24 @@ class UnresolvedWebhookHost(UnsafeWebhookUrl):
     failure, so a failed attempt to retry rather than a reason to give up."""
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _is_public(address: str) -> bool:
+    """Globally routable unicast, and so is any IPv4 address it wraps (mapped, 6to4, Teredo, NAT64): not loopback,
+    private, link-local, shared (100.64.0.0/10, cloud metadata), reserved or multicast."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
-        or ip.is_unspecified
-    )  # fmt: skip
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        addresses += [a for a in (ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())) if a is not None]
+        if ip in NAT64:
+            addresses.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return all(a.is_global and not a.is_multicast for a in addresses)
 
 
-def check_webhook_url(url: str, *, allow_private: bool) -> None:
-    """Raise UnsafeWebhookUrl unless `url` is http(s) and every address its host resolves to is public."""
+def check_webhook_url(url: str, *, allow_private: bool) -> list[str]:
+    """Raise UnsafeWebhookUrl unless `url` is http(s) and every address its host resolves to is public; returns
+    those addresses (none when private ones are allowed: nothing is resolved), for `pinned` to connect to."""
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -42,14 +48,27 @@ def check_webhook_url(url: str, *, allow_private: bool) -> None:
     if parts.username or parts.password:
         raise UnsafeWebhookUrl("must not carry credentials")
     if allow_private:
-        return
+        return []
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise UnresolvedWebhookHost(f"host {parts.hostname!r} does not resolve") from exc
-    for info in infos:
-        if not _is_public(str(info[4][0])):
-            raise UnsafeWebhookUrl("resolves to a loopback, private or link-local address")
+    addresses = [str(info[4][0]) for info in infos]
+    if not all(_is_public(address) for address in addresses):
+        raise UnsafeWebhookUrl("resolves to a loopback, private, link-local or otherwise non-public address")
+    return addresses
+
+
+def pinned(url: str, address: str) -> tuple[str, str, str]:
+    """(`url` with its host replaced by `address`, its Host header, its TLS server name): a request made so
+    connects to the address that was checked, not to whatever a second DNS lookup answers (DNS rebinding),
+    while the server still sees its name and its certificate is still checked against that name."""
+    parts = urlsplit(url)
+    name = (parts.hostname or "").encode("idna").decode("ascii")
+    ip = address.split("%", 1)[0]
+    host = f"[{ip}]" if ":" in ip else ip
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=host + port)), name + port, name
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

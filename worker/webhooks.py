@@ -12,7 +12,7 @@ import httpx
 from core.db import session_scope
 from core.runtime import Runtime
 from core.settings import Settings
-from core.webhooks import UnresolvedWebhookHost, UnsafeWebhookUrl, check_webhook_url, sign
+from core.webhooks import UnresolvedWebhookHost, UnsafeWebhookUrl, check_webhook_url, pinned, sign
 from models import User, WebhookDelivery, utcnow
 from models.webhook import ABANDONED, DELIVERED, PENDING
 
@@ -24,9 +24,18 @@ def backoff_seconds(settings: Settings, attempt: int) -> float:
     return float(min(settings.webhook_backoff_base_seconds * 2 ** (attempt - 1), settings.webhook_backoff_max_seconds))
 
 
-def post(url: str, headers: dict[str, str], body: bytes, timeout: float) -> tuple[int | None, str | None]:
+def post(
+    url: str, headers: dict[str, str], body: bytes, timeout: float, address: str | None = None
+) -> tuple[int | None, str | None]:
+    """POST `body`; given the `address` the URL's host was checked to resolve to, connect to it (see `pinned`)."""
+    extensions = {}
+    if address is not None:
+        url, host, server_name = pinned(url, address)
+        headers = {**headers, "host": host}
+        extensions["sni_hostname"] = server_name
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=timeout, follow_redirects=False)
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            response = client.post(url, content=body, headers=headers, extensions=extensions)
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500]
     return response.status_code, None if response.is_success else f"HTTP {response.status_code}"
@@ -46,7 +55,7 @@ def deliver(runtime: Runtime, delivery_id: str) -> float | None:
         status: int | None
         error: str | None
         try:
-            check_webhook_url(delivery.url, allow_private=settings.allow_private_webhooks)
+            addresses = check_webhook_url(delivery.url, allow_private=settings.allow_private_webhooks)
         except UnresolvedWebhookHost as exc:  # perhaps the resolver is down for a while: retried like a 5xx
             status, error = None, str(exc)
         except UnsafeWebhookUrl as exc:  # resolves to a non-public address: never
@@ -62,7 +71,8 @@ def deliver(runtime: Runtime, delivery_id: str) -> float | None:
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": sign(user.webhook_secret, delivery.id, timestamp, body),
             }
-            status, error = post(delivery.url, headers, body, settings.webhook_timeout_seconds)
+            address = addresses[0] if addresses else None
+            status, error = post(delivery.url, headers, body, settings.webhook_timeout_seconds, address)
         delivery.attempts += 1
         delivery.last_status_code, delivery.last_error = status, error
         if error is None:

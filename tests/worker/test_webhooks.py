@@ -11,14 +11,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from core.webhooks import UnsafeWebhookUrl, check_webhook_url, sign, verify
+from core.webhooks import UnsafeWebhookUrl, check_webhook_url, pinned, sign, verify
 from models import Training, WebhookDelivery
 from tests.api.helpers import subject_with_photos, train
 from tests.conftest import auth
 from tests.worker.fake_method import FakeMethod
 from worker.lifecycle import run_job
 from worker.tasks.training import train_work
-from worker.webhooks import backoff_seconds, deliver
+from worker.webhooks import backoff_seconds, deliver, post
 
 
 class Receiver:
@@ -126,6 +126,12 @@ def test_delivery_to_a_private_address_is_refused(
         "http://[::1]/hook",
         "http://[::ffff:127.0.0.1]/hook",
         "http://0.0.0.0/hook",
+        "http://100.100.100.200/latest/meta-data",  # shared address space (100.64.0.0/10): a cloud's metadata
+        "http://100.64.0.1/hook",
+        "http://[2002:7f00:1::]/hook",  # 6to4 wrapping 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        "http://224.0.0.1/hook",
+        "http://[ff0e::1]/hook",
         "file:///etc/passwd",
         "http://user:pw@example.com/hook",
     ],
@@ -156,26 +162,39 @@ def test_backoff_retries_for_at_least_a_day(runtime: Any) -> None:
 
 
 def test_a_host_that_does_not_resolve_at_delivery_is_retried(
-    client: httpx.Client, user: dict[str, str], runtime: Any, monkeypatch: pytest.MonkeyPatch
+    user: dict[str, str], runtime: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import socket
 
-    monkeypatch.setattr(runtime.settings, "allow_private_webhooks", True)
-    generation = client.post(
-        "/v1/generations", json={"prompt": "a dog", "webhook_url": "https://hooks.example.com/x"}, headers=auth(user)
-    ).json()
+    from core.db import session_scope
+
+    with session_scope(runtime.sessions) as session:  # made here: no task is sent, no CPU worker races this test
+        delivery = WebhookDelivery(user_id=user["id"], url="https://hooks.example.com/x", event_type="job.canceled",
+                                   payload="{}")  # fmt: skip
+        session.add(delivery)
+        session.flush()
+        delivery_id = delivery.id
     monkeypatch.setattr(runtime.settings, "allow_private_webhooks", False)
 
     def resolver_down(*_: Any, **__: Any) -> Any:
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
     monkeypatch.setattr(socket, "getaddrinfo", resolver_down)
-    client.post(f"/v1/generations/{generation['id']}/cancel", headers=auth(user))
+    assert deliver(runtime, delivery_id) == backoff_seconds(runtime.settings, 1)
     with runtime.sessions() as session:
-        delivery_id = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.job_id == generation["id"]))
-    wait = deliver(runtime, delivery_id)
-    assert wait == backoff_seconds(runtime.settings, 1)
-    with runtime.sessions() as session:
-        delivery = session.get(WebhookDelivery, delivery_id)
-        assert delivery is not None and delivery.status == "pending" and delivery.attempts == 1
-        assert "does not resolve" in (delivery.last_error or "")
+        stored = session.get(WebhookDelivery, delivery_id)
+        assert stored is not None and stored.status == "pending" and stored.attempts == 1
+        assert "does not resolve" in (stored.last_error or "")
+
+
+def test_delivery_connects_to_the_address_that_was_checked(receiver: Receiver) -> None:
+    """Pinned: no second DNS lookup (rebinding) between the check and the connection; the Host is the name."""
+    port = receiver.server.server_address[1]
+    status, _ = post(f"http://hooks.invalid:{port}/hook", {}, b"{}", 5.0, address="127.0.0.1")
+    assert status == 500  # the receiver fails its first request: it was reached
+    assert receiver.requests[0][0]["host"] == f"hooks.invalid:{port}"
+    assert pinned("https://hooks.example.com/x?a=1", "2606:4700::1111") == (
+        "https://[2606:4700::1111]/x?a=1",
+        "hooks.example.com",
+        "hooks.example.com",
+    )
