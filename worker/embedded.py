@@ -1,12 +1,17 @@
 """The embedded mode's worker: a real Celery worker (the same tasks, never eager mode) in a thread of the API
-process, consuming the in-process `memory://` broker's three queues with a small thread pool, and running the
-reconciler. (One worker: the memory transport does not serve several consumers in one process.)"""
+process, consuming the in-process `memory://` broker's three queues with a small thread pool, and the reconciler's
+clock in another thread. (One worker: the memory transport does not serve several consumers in one process. The
+clock must be a thread too: Celery's embedded beat is a forked process by default, whose `memory://` sends would
+never reach this process, and which outlives it.)"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
+from typing import Any
 
+from celery.beat import EmbeddedService
 from celery.worker import WorkController
 
 from core.celery_app import QUEUES
@@ -16,7 +21,13 @@ from worker.context import bind_runtime
 log = logging.getLogger(__name__)
 
 
-def start_embedded_worker(runtime: Runtime, concurrency: int = 3) -> WorkController:
+@dataclass
+class EmbeddedWorker:
+    worker: WorkController
+    beat: Any  # celery.beat's threaded service
+
+
+def start_embedded_worker(runtime: Runtime, concurrency: int = 3) -> EmbeddedWorker:
     app = runtime.celery
     bind_runtime(runtime)
     app.loader.import_default_modules()
@@ -26,18 +37,21 @@ def start_embedded_worker(runtime: Runtime, concurrency: int = 3) -> WorkControl
         pool_cls="threads",
         concurrency=concurrency,  # a training does not hold back a generation
         queues=list(QUEUES),
-        beat=True,
-        schedule_filename=str(runtime.settings.data_dir / "celerybeat-schedule"),  # not in the working directory
+        beat=False,  # the clock runs below, as a thread of this process
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
         loglevel=logging.INFO,
     )
     threading.Thread(target=worker.start, name="celery-embedded", daemon=True).start()
-    log.info("embedded worker started on %s", ", ".join(QUEUES))
-    return worker
+    schedule = str(runtime.settings.data_dir / "celerybeat-schedule")  # not in the working directory
+    beat = EmbeddedService(app, schedule_filename=schedule, thread=True)
+    beat.start()
+    log.info("embedded worker started on %s, with the reconciler's clock", ", ".join(QUEUES))
+    return EmbeddedWorker(worker, beat)
 
 
-def stop_embedded_worker(worker: WorkController) -> None:
-    worker.stop(in_sighandler=False)
+def stop_embedded_worker(embedded: EmbeddedWorker) -> None:
+    embedded.beat.stop()
+    embedded.worker.stop(in_sighandler=False)
     bind_runtime(None)

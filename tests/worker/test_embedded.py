@@ -65,3 +65,28 @@ def test_upload_train_generate_without_any_configuration(embedded: tuple[TestCli
     assert client.get("/v1/files/forged.token").status_code == 404
     checkpoint = client.get(f"/v1/checkpoints/{training['checkpoint_id']}", headers=headers).json()
     assert client.get(urlsplit(checkpoint["download_url"]).path).content == b"shifts[sks:3]"
+
+
+def test_the_reconciler_runs_in_process_and_nothing_is_forked(
+    tmp_path: Path, fake_method: FakeMethod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    import worker.tasks.cpu
+
+    calls: list[float] = []
+    monkeypatch.setattr(worker.tasks.cpu, "reconcile_once", lambda runtime: calls.append(time.monotonic()) or {})
+    settings = Settings(data_dir=tmp_path, reconcile_every_seconds=0.2, _env_file=None)  # type: ignore[call-arg]
+    migrate.upgrade(settings.db_url)
+    runtime = build_runtime(settings)
+    embedded = start_embedded_worker(runtime)
+    try:
+        deadline = time.monotonic() + 30
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(calls) >= 2, "the reconciler never ran: its clock's tasks did not reach this process's worker"
+        assert multiprocessing.active_children() == []
+    finally:
+        stop_embedded_worker(embedded)
+        runtime.close()
+    assert (tmp_path / "celerybeat-schedule").exists() or list(tmp_path.glob("celerybeat-schedule*"))
