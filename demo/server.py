@@ -3,6 +3,7 @@ and the development admin key it prints at start."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -58,6 +59,7 @@ class EmbeddedServer:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "core.cli", "serve"], cwd=ROOT, env=server_environment(self.settings),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True,  # its own process group: stop() ends whatever it started too
         )  # fmt: skip
         threading.Thread(target=self._read_output, name="demo-server-log", daemon=True).start()
         deadline = time.monotonic() + timeout
@@ -93,14 +95,15 @@ class EmbeddedServer:
 
     def stop(self, timeout: float = 15.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # uvicorn's graceful shutdown
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of the group still there
+        proc.wait()
 
     def __enter__(self) -> EmbeddedServer:
         try:

@@ -66,3 +66,15 @@ def test_make_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "admin view: purple-checkered-star of demo: 4 photos, 1 checkpoint(s)" in done.stdout
     index = (out / "prompts.tsv").read_text().splitlines()
     assert len(index) == len(images) + 1 and "zwx star" in "\n".join(index)
+    assert not processes_with_env(f"SVDIFF_DATA_DIR={tmp_path / 'var'}"), "the demo left server processes behind"
+
+
+def processes_with_env(entry: str) -> list[int]:
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if entry.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
