@@ -62,13 +62,14 @@ def clean_image(data: bytes, *, max_pixels: int, min_side: int) -> CleanImage:
     if source_format == "MPO":  # a phone camera's multi-picture JPEG: its first picture, as a plain JPEG
         source_format = "JPEG"
     ext, content_type = FORMATS[source_format]
-    out = io.BytesIO()
     if source_format == "JPEG":
-        image.convert("RGB").save(out, "JPEG", quality=95)
+        pixels, options = image.convert("RGB"), {"quality": 95}
     elif source_format == "WEBP":
-        image.convert("RGBA" if "A" in image.getbands() else "RGB").save(out, "WEBP", quality=95)
+        pixels, options = image.convert("RGBA" if "A" in image.getbands() else "RGB"), {"quality": 95}
     else:
-        mode = image.mode if image.mode in ("RGB", "RGBA", "L", "LA") else "RGBA"
-        image.convert(mode).save(out, "PNG")
+        pixels, options = image.convert(image.mode if image.mode in ("RGB", "RGBA", "L", "LA") else "RGBA"), {}
+    pixels.info = {}  # Pillow would write some of it back (a JPEG comment, a PNG ICC profile...)
+    out = io.BytesIO()
+    pixels.save(out, source_format, **options)
     encoded = out.getvalue()
     return CleanImage(encoded, ext, content_type, image.width, image.height, hashlib.sha256(encoded).hexdigest())

@@ -213,3 +213,23 @@ def test_parallel_uploads_cannot_exceed_the_photo_limit(
         thread.join()
     assert sorted(statuses) == [201, 409, 409]
     assert client.get(f"/v1/subjects/{subject['id']}", headers=auth(user)).json()["photo_count"] == 2
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_comments_and_icc_profiles_are_stripped(
+    client: httpx.Client, user: dict[str, str], subject: dict[str, Any], fmt: str
+) -> None:
+    from PIL import ImageCms, PngImagePlugin
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "secret-comment")
+    extra: dict[str, Any] = {"comment": b"secret-comment"} if fmt == "JPEG" else {"pnginfo": text}
+    data = image(fmt, icc_profile=icc, **extra)
+    assert Image.open(io.BytesIO(data)).info.get("icc_profile")
+    response = upload(client, user, subject, (f"a.{fmt.lower()}", data))
+    assert response.status_code == 201, response.text
+    stored = httpx.get(response.json()["data"][0]["url"]).content
+    assert b"secret-comment" not in stored
+    info = Image.open(io.BytesIO(stored)).info
+    assert "icc_profile" not in info and "comment" not in info and "Comment" not in info
