@@ -141,14 +141,41 @@ Work = Callable[[J, Progress], Callable[[Session, J], None]]
 INFRASTRUCTURE = (StorageUnavailable, OperationalError, InterfaceError)
 
 
-def run_job(runtime: Runtime, kind: type[J], job_id: str, worker: str, work: Work[J]) -> str:
+def run_job(
+    runtime: Runtime, kind: type[J], job_id: str, worker: str, work: Work[J], discard: Callable[[J], None] | None = None
+) -> str:
     """Claim, run `work` (which calls the method and returns the writer of its results), then store the results
-    and the final status in one transaction. Returns the outcome, for logs and tests."""
+    and the final status in one transaction. Returns the outcome, for logs and tests. When the job ends without
+    results (canceled, failed, or its row deleted meanwhile: not taken over by another worker), `discard`
+    removes what the work stored on the way (a training's resumable state, say)."""
     if claim(runtime, job_id, worker) is None:
         return "skipped"
-    progress = Progress(runtime, job_id, worker)
     try:
         job = load_job(runtime, kind, job_id, worker)
+    except JobLost:
+        return "lost"
+    outcome = _run(runtime, kind, job, worker, work)
+    if discard is not None and _ended_without_results(runtime, job_id, outcome):
+        try:
+            discard(job)
+        except Exception:
+            log.warning("could not discard what %s %s left in storage", kind.__name__, job_id, exc_info=True)
+    return outcome
+
+
+def _ended_without_results(runtime: Runtime, job_id: str, outcome: str) -> bool:
+    if outcome in (CANCELED, FAILED):
+        return True
+    if outcome != "lost":
+        return False
+    with runtime.sessions() as session:
+        return session.get(Job, job_id) is None  # deleted, rather than taken over by another worker
+
+
+def _run(runtime: Runtime, kind: type[J], job: J, worker: str, work: Work[J]) -> str:
+    job_id = job.id
+    progress = Progress(runtime, job_id, worker)
+    try:
         with heartbeat(runtime, job_id, worker):
             write_results = work(job, progress)
         if progress.lost:

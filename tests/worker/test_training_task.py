@@ -8,16 +8,20 @@ import pytest
 
 from core import keys
 from core.db import session_scope
-from models import Job, Training, utcnow
+from models import Job, utcnow
 from tests.api.helpers import subject_with_photos, train
 from tests.conftest import auth
 from tests.worker.fake_method import FakeMethod
-from worker.lifecycle import run_job
-from worker.tasks.training import train_work
+from worker.tasks.training import checkpoint_id_for, train_job
 
 
 def run(runtime: Any, training_id: str, worker: str = "w1") -> str:
-    return run_job(runtime, Training, training_id, worker, train_work(runtime))
+    return train_job(runtime, training_id, worker)
+
+
+def leftovers(runtime: Any, training: dict[str, Any]) -> list[str]:
+    checkpoint = keys.checkpoint_shifts(training["user_id"], checkpoint_id_for(training["id"]))
+    return [key for key in (keys.training_state(training["id"]), checkpoint) if runtime.storage.exists(key)]
 
 
 def new_training(client: httpx.Client, user: dict[str, str], steps: int = 5) -> dict[str, Any]:
@@ -71,8 +75,9 @@ def test_redelivered_training_resumes_from_saved_state(
 
 
 def test_cancel_of_a_running_training_stops_it(
-    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(runtime.settings, "checkpoint_every_steps", 1)  # a resumable state is saved on the way
     training = new_training(client, user, steps=10)
     fake_method.on_step = lambda step: (
         step == 3 and client.post(f"/v1/trainings/{training['id']}/cancel", headers=auth(user))
@@ -80,6 +85,7 @@ def test_cancel_of_a_running_training_stops_it(
     assert run(runtime, training["id"]) == "canceled"
     done = client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()
     assert done["status"] == "canceled" and done["progress"]["step"] < 10 and done["checkpoint_id"] is None
+    assert leftovers(runtime, {**training, "user_id": user["id"]}) == []
 
 
 def test_method_error_fails_the_job_with_its_reason(
@@ -107,13 +113,31 @@ def test_poison_job_fails_instead_of_looping(
 
 
 def test_subject_deleted_during_training(
-    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(runtime.settings, "checkpoint_every_steps", 1)
     training = new_training(client, user, steps=6)
     subject_id = training["subject_ids"][0]
     fake_method.on_step = lambda step: step == 2 and client.delete(f"/v1/subjects/{subject_id}", headers=auth(user))  # type: ignore[func-returns-value]
     assert run(runtime, training["id"]) == "lost"
     assert client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).status_code == 404
+    assert leftovers(runtime, {**training, "user_id": user["id"]}) == []  # written after the subject's clean-up
+
+
+def test_subject_deleted_after_the_method_finished_leaves_no_checkpoint_blob(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    training = new_training(client, user, steps=3)
+    put = runtime.storage.put
+
+    def put_after_the_deletion(key: str, data: bytes, *args: Any) -> None:
+        if key.endswith("shifts.safetensors"):  # the method is done; the subject goes just now
+            client.delete(f"/v1/subjects/{training['subject_ids'][0]}", headers=auth(user))
+        put(key, data, *args)
+
+    monkeypatch.setattr(runtime.storage, "put", put_after_the_deletion)
+    assert run(runtime, training["id"]) == "lost"
+    assert leftovers(runtime, {**training, "user_id": user["id"]}) == []
 
 
 def test_canceled_while_queued_is_never_run(

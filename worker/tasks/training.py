@@ -114,7 +114,21 @@ def train_work(runtime: Runtime) -> Callable[[Training, Progress], Callable[[Ses
     return work
 
 
+def discard_outputs(runtime: Runtime) -> Callable[[Training], None]:
+    """What a training that ends without results (canceled, failed, deleted) leaves: its resumable state, and
+    the checkpoint blob if the method finished (a deleted subject's clean-up ran before they were written)."""
+
+    def discard(training: Training) -> None:
+        runtime.storage.delete(keys.training_state(training.id))
+        runtime.storage.delete_prefix(keys.checkpoint_prefix(training.user_id, checkpoint_id_for(training.id)))
+
+    return discard
+
+
+def train_job(runtime: Runtime, training_id: str, worker: str) -> str:
+    return run_job(runtime, Training, training_id, worker, train_work(runtime), discard_outputs(runtime))
+
+
 @shared_task(name=TRAIN, bind=True)
 def train(self: Task, training_id: str) -> str:
-    runtime = runtime_for(self.app)
-    return run_job(runtime, Training, training_id, worker_id(self.request.hostname), train_work(runtime))
+    return train_job(runtime_for(self.app), training_id, worker_id(self.request.hostname))
