@@ -46,13 +46,17 @@ class UserCreated(UserOut):
     webhook_secret: str = Field(description="Signs this user's webhooks (Standard Webhooks, `whsec_` base64 key).")
 
 
+TOKEN_DESCRIPTION = (
+    "One lowercase word naming the subject in prompts. Default: the first of the service's default tokens (rare "
+    "identifiers, each a single token of the base model's tokenizer; 20 unless configured) that none of your "
+    "subjects uses; once your subjects use them all, omitting `token` answers 409: pass one."
+)
+
+
 class SubjectCreate(Strict):
     name: Name
     class_word: ClassWord = Field(description="What the subject is, e.g. `dog` or `teddy bear`.")
-    token: Token | None = Field(
-        default=None,
-        description="One lowercase word naming the subject in prompts; default: a free rare token.",
-    )
+    token: Token | None = Field(default=None, description=TOKEN_DESCRIPTION)
 
 
 class TrainingCreate(Strict):
@@ -109,6 +113,6 @@ class EditFields(Strict):
 class SubjectMultipartFields(Strict):
     name: Name
     class_word: ClassWord
-    token: Token | None = None
+    token: Token | None = Field(default=None, description=TOKEN_DESCRIPTION)
     train: bool = False
     webhook_url: WebhookUrl | None = None

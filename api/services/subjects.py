@@ -24,7 +24,10 @@ def pick_token(session: Session, user: User, candidates: tuple[str, ...]) -> str
     for token in candidates:
         if token not in used:
             return token
-    raise Conflict("Every default token is in use; pass a `token`.")
+    raise Conflict(
+        f"All {len(candidates)} default tokens are used by your subjects: pass a `token` (one lowercase word) to "
+        "create another, or delete a subject."
+    )
 
 
 def create_subject(
@@ -45,7 +48,7 @@ def create_subject(
         subject = _insert_subject(session, user, name, class_word, pick_token(session, user, candidates))
         if subject is not None:
             return subject
-    raise Conflict("Every default token was taken meanwhile; pass a `token`.")
+    raise Conflict(f"All {len(candidates)} default tokens were taken meanwhile: pass a `token` (one lowercase word).")
 
 
 def _insert_subject(session: Session, user: User, name: str, class_word: str, token: str) -> Subject | None:

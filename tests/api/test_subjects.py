@@ -139,3 +139,17 @@ def test_photos_stored_by_a_request_that_fails_later_are_removed(
     assert response.status_code == 409, response.text
     assert client.get("/v1/subjects", headers=auth(user)).json()["data"] == []
     assert stored_blobs(runtime, user) == []
+
+
+def test_when_every_default_token_is_used_the_409_names_the_limit(
+    client: httpx.Client, user: dict[str, str], runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime.settings, "subject_tokens", ("sks", "zwx"))
+    assert [create(client, user, name=f"s{i}").json()["token"] for i in range(2)] == ["sks", "zwx"]
+    refused = create(client, user, name="third")
+    assert refused.status_code == 409
+    assert "All 2 default tokens" in refused.json()["detail"] and "pass a `token`" in refused.json()["detail"]
+    assert create(client, user, name="third", token="mydog").status_code == 201
+    body = client.get("/openapi.json").json()["paths"]["/v1/subjects"]["post"]["requestBody"]["content"]
+    for media in ("application/json", "multipart/form-data"):  # the token's description states the limit
+        assert "409" in body[media]["schema"]["properties"]["token"]["description"]
