@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.metrics import Metrics
+from api.query import EmptyQueryValuesAreAbsent
 from api.ratelimit import RateLimitMiddleware, make_rate_limits
 from api.routes import admin, checkpoints, files, jobs, ops, subjects, users
 from core.bootstrap import bootstrap_admin
@@ -63,6 +64,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
 
     app = FastAPI(title="svdiff-service", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.runtime = runtime
+    app.add_middleware(EmptyQueryValuesAreAbsent)  # added first, so innermost: just before routing
     app.state.rate_limits = make_rate_limits(runtime.settings)
     if app.state.rate_limits is not None:
         app.middleware("http")(RateLimitMiddleware(app.state.rate_limits, errors.service_error))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.helpers import finished_checkpoint, subject_with_photos, train
 from tests.conftest import auth
@@ -51,3 +52,10 @@ def test_admin_endpoints_refuse_users_and_anonymous(client: httpx.Client, user: 
     for path in ("/v1/admin/subjects", "/v1/admin/jobs", "/v1/admin/stats"):
         assert client.get(path, headers=auth(user)).status_code == 403
         assert client.get(path).status_code == 401
+
+
+@pytest.mark.parametrize("query", ["user_id=&cursor=&limit=", "user_id&limit"])
+def test_empty_query_values_mean_absent(client: httpx.Client, admin_headers: dict[str, str], query: str) -> None:
+    assert client.get(f"/v1/admin/subjects?{query}", headers=admin_headers).status_code == 200
+    jobs = client.get("/v1/admin/jobs?status=&kind=&limit=1", headers=admin_headers)
+    assert jobs.status_code == 200 and len(jobs.json()["data"]) <= 1
