@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import ServiceError
+from core.errors import InvalidInput, ServiceError
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -41,7 +41,10 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _field(loc: tuple[Any, ...]) -> str:
+def _field(error: dict[str, Any]) -> str:
+    if error.get("type") == "json_invalid":  # its location is a character offset, not a field
+        return "body"
+    loc = tuple(error.get("loc", ()))
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or str(loc[-1] if loc else "")
 
@@ -55,8 +58,9 @@ async def service_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"field": _field(tuple(e.get("loc", ()))), "detail": str(e.get("msg", ""))} for e in exc.errors()]
-    return problem(request, 422, "Some fields are invalid.", slug="invalid-input", extra={"errors": errors})
+    errors = [{"field": _field(e), "detail": str(e.get("msg", ""))} for e in exc.errors()]
+    return problem(request, 422, "Some fields are invalid.", title=InvalidInput.title, slug=InvalidInput.type_slug,
+                   extra={"errors": errors})  # fmt: skip
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -75,7 +79,7 @@ async def database_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if isinstance(exc, DataError):  # a value the database cannot hold that validation let through: still input
         log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
-        return problem(request, 422, "A value cannot be stored.", slug="invalid-input")
+        return problem(request, 422, "A value cannot be stored.", title=InvalidInput.title, slug=InvalidInput.type_slug)
     return await unexpected_error(request, exc)
 
 

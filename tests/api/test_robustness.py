@@ -186,3 +186,24 @@ def test_an_explicit_token_taken_concurrently_is_409(
     assert response.status_code == 409, response.text
     assert token_race == ["mydog"]
     assert len(client.get("/v1/subjects", headers=auth(user)).json()["data"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b'{"prompt":', "body"),  # a JSON syntax error: its location is a character offset, not a field
+        (b'{"prompt": "a", "steps": 0}', "steps"),
+        (b'{"prompt": "a", "checkpoints": [{"id": "x", "scale": 9}]}', "checkpoints.0.scale"),
+    ],
+)
+def test_every_422_has_one_title_and_names_a_field(
+    client: httpx.Client, user: dict[str, str], content: bytes, field: str
+) -> None:
+    headers = {**auth(user), "content-type": "application/json"}
+    response = client.post("/v1/generations", content=content, headers=headers)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["title"] == "Invalid input" and problem["type"].endswith("/invalid-input")
+    assert problem["errors"][0]["field"] == field
+    service_error = client.post("/v1/subjects", json={"name": "a", "class_word": "Dog!"}, headers=auth(user))
+    assert service_error.json()["title"] == problem["title"]
