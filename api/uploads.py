@@ -92,10 +92,13 @@ class _Collector:
             self.part.data += data[start:end]
             return
         upload.size += end - start
-        if upload.size > self.max_file_bytes:
+        if upload.size > self.max_file_bytes:  # the stream stops here: reading on would defeat the limit
+            index = [f for f in self.form.files if f.field == upload.field].index(upload)
+            most = self.max_file_bytes
+            limit = f"larger than {most // 2**20} MB" if most >= 2**20 else f"larger than {most // 1024} kB"
             raise TooLarge(
-                f"{upload.filename}: larger than {self.max_file_bytes // (1024 * 1024)} MB.",
-                errors=[{"field": upload.filename, "detail": "file too large"}],
+                f"{upload.filename or 'A file'}: {limit}; the upload stopped there, files after it were not checked.",
+                errors=[{"field": f"{upload.field}[{index}]", "detail": f"{upload.filename or 'file'}: {limit}"}],
             )
         upload.file.write(data[start:end])
 

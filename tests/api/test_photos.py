@@ -118,9 +118,10 @@ def test_oversized_file_is_refused_while_streaming(
     client: httpx.Client, user: dict[str, str], subject: dict[str, Any], runtime: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runtime.settings, "max_photo_bytes", 50_000)
-    response = upload(client, user, subject, ("big.jpg", dog(0)))  # about 97 kB
-    assert response.status_code == 413
-    assert response.json()["errors"][0]["field"] == "big.jpg"
+    response = upload(client, user, subject, ("small.png", image("PNG")), ("big.jpg", dog(0)), ("c.png", b"?"))
+    assert response.status_code == 413  # big.jpg is about 97 kB
+    assert response.json()["errors"] == [{"field": "files[1]", "detail": "big.jpg: larger than 48 kB"}]
+    assert "not checked" in response.json()["detail"]
     assert stored_keys(runtime, user, subject) == []
 
 
