@@ -62,6 +62,8 @@ def clean_image(data: bytes, *, max_pixels: int, min_side: int) -> CleanImage:
     if source_format == "MPO":  # a phone camera's multi-picture JPEG: its first picture, as a plain JPEG
         source_format = "JPEG"
     ext, content_type = FORMATS[source_format]
+    if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit greyscale PNG: convert() would clip it to white
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     if source_format == "JPEG":
         pixels, options = image.convert("RGB"), {"quality": 95}
     elif source_format == "WEBP":

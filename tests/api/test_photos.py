@@ -234,3 +234,16 @@ def test_comments_and_icc_profiles_are_stripped(
     assert b"secret-comment" not in stored
     info = Image.open(io.BytesIO(stored)).info
     assert "icc_profile" not in info and "comment" not in info and "Comment" not in info
+
+
+def test_a_16_bit_greyscale_png_keeps_its_tones(
+    client: httpx.Client, user: dict[str, str], subject: dict[str, Any]
+) -> None:
+    grey = Image.new("I;16", (320, 288), 32768)  # mid-grey on 16 bits
+    grey.paste(Image.new("I;16", (160, 288), 1000), (0, 0))  # nearly black on the left
+    out = io.BytesIO()
+    grey.save(out, "PNG")
+    response = upload(client, user, subject, ("grey16.png", out.getvalue()))
+    assert response.status_code == 201, response.text
+    stored = Image.open(io.BytesIO(httpx.get(response.json()["data"][0]["url"]).content)).convert("L")
+    assert stored.getpixel((10, 10)) == 3 and stored.getpixel((300, 10)) == 128
