@@ -37,8 +37,8 @@ def headline(results: Results) -> dict[str, float]:
         "svdiff_prompt": mean_over_subjects(results, "svdiff", "context.prompt"),
         "svdiff_drift": mean_over_subjects(results, "svdiff", "drift.subject"),
         "full_drift": mean_over_subjects(results, "full", "drift.subject"),
-        "cmu_both": results.pairs[CMU].overall.both,
-        "nocmu_both": results.pairs[NO_CMU].overall.both,
+        "cmu_both": results.pairs[CMU].overall.both if CMU in results.pairs else float("nan"),
+        "nocmu_both": results.pairs[NO_CMU].overall.both if NO_CMU in results.pairs else float("nan"),
     }
 
 
@@ -123,6 +123,8 @@ def _prompts(settings: Settings) -> list[str]:
         texts = [p.text for p in context_prompts(subject, token_for(name), settings.photos)]
         lines.append(f"- `{name}` (token `{token_for(name)}`, class `{subject.class_word}`): "
                      + "; ".join(f'"{t}"' for t in texts) + f'; drift: "{drift_prompt(subject)}"')
+    if not settings.pair:
+        return lines
     first, second = (SUBJECTS[n] for n in settings.pair)
     for prompt in pair_prompts((first, token_for(first.name)), (second, token_for(second.name))):
         lines.append(f'- pair ({prompt.phrasing}): "{prompt.text}"')

@@ -6,7 +6,7 @@ import argparse
 import gc
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -100,11 +100,12 @@ class Bench:
         save_grid(self.out / "pair.png", [("training photos", photos), *rows], self.settings.grid_samples,
                   f"two subjects side by side: {names[0]} and {names[1]}")
 
-    def run(self) -> Results:
+    def run(self, pairs: bool = True) -> Results:
         started = time.perf_counter()
         for name in self.settings.subjects:
             self.run_subject(name)
-        self.run_pairs()
+        if pairs:
+            self.run_pairs()
         self.results.seconds = time.perf_counter() - started
         return self.results
 
@@ -115,15 +116,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default bench/results, var/quality-quick if quick)")
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "quality", help="class images and SVD cache")
     parser.add_argument("--base", type=Path, default=BASE_MODEL_PATH, help="the base pipeline folder")
+    parser.add_argument("--steps", type=int, help="override the training steps (diagnostics, not the benchmark)")
+    parser.add_argument("--subjects", help="override the subjects, comma-separated (diagnostics)")
+    parser.add_argument("--no-pairs", action="store_true", help="skip the two-subject part (diagnostics)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 while other jobs share the CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     settings = QUICK if args.quick else FULL
+    if args.steps is not None:
+        settings = replace(settings, steps=args.steps)
+    if args.subjects:
+        settings = replace(settings, subjects=tuple(args.subjects.split(",")))
     out = args.out or (ROOT / "var" / "quality-quick" if args.quick else ROOT / "bench" / "results")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    results = Bench(settings, out, args.cache, args.base).run()
+    results = Bench(settings, out, args.cache, args.base).run(pairs=not args.no_pairs)
     wall = time.perf_counter() - started
     write_report(out / "quality.md", settings, results, wall, args.threads)
     print(quality_line(results))
