@@ -4,6 +4,7 @@ the tests that ask for them."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -76,16 +77,20 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The settings of the test deployment, as environment variables (also given to worker processes)."""
+def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The settings of the test deployment, as environment variables (also given to worker processes).
+
+    Every Redis key of this session (queues, unacknowledged messages, bindings) carries its own prefix, so test
+    sessions running at the same time on one Redis never see, consume or wipe each other's messages."""
     import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    return {
+    prefix = f"svdiff-test-{secrets.token_hex(4)}:"
+    yield {
         "SVDIFF_ENVIRONMENT": "development",
         "SVDIFF_DATA_DIR": str(tmp_path_factory.mktemp("var")),
         "SVDIFF_DATABASE_URL": pg_url,
         "SVDIFF_BROKER_URL": REDIS_URL,
+        "SVDIFF_BROKER_TRANSPORT_OPTIONS": json.dumps({"global_keyprefix": prefix}),
         "SVDIFF_STORAGE": "s3",
         "SVDIFF_S3_ENDPOINT_URL": s3_endpoint,
         "SVDIFF_S3_BUCKET": "svdiff-test",
@@ -98,6 +103,18 @@ def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
         "SVDIFF_RATE_LIMIT_REQUESTS": "100000",
         "SVDIFF_RATE_LIMIT_JOBS": "100000",
     }
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=prefix + "*", count=500):
+        client.delete(key)
+
+
+def merged_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """`extra` over `base`, except broker transport options, whose JSON objects are merged (the key prefix stays)."""
+    env = {**base, **extra}
+    name = "SVDIFF_BROKER_TRANSPORT_OPTIONS"
+    if name in base and name in extra:
+        env[name] = json.dumps({**json.loads(base[name]), **json.loads(extra[name])})
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +122,8 @@ def runtime(service_env: dict[str, str]):  # type: ignore[no-untyped-def]
     from core.runtime import build_runtime
     from core.settings import Settings
 
-    env = {k.removeprefix("SVDIFF_").lower(): v for k, v in service_env.items()}
+    env: dict[str, object] = {k.removeprefix("SVDIFF_").lower(): v for k, v in service_env.items()}
+    env["broker_transport_options"] = json.loads(service_env["SVDIFF_BROKER_TRANSPORT_OPTIONS"])
     settings = Settings(**env)  # type: ignore[arg-type]
     rt = build_runtime(settings)
     rt.storage.client.create_bucket(Bucket=settings.s3_bucket)  # type: ignore[attr-defined]
@@ -162,7 +180,7 @@ def start_worker(
     service_env: dict[str, str], queues: str, extra_env: dict[str, str], app: str = "worker.app", name: str = "w"
 ) -> subprocess.Popen[bytes]:
     """A real Celery worker process (solo pool: killing it kills the task, as a lost machine would)."""
-    env = {**os.environ, **service_env, **extra_env, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **merged_env(service_env, extra_env), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "--pool", "solo", "-n", f"{name}@%h"]
     cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
     log = open(Path(service_env["SVDIFF_DATA_DIR"]) / f"{name}.log", "ab")  # noqa: SIM115

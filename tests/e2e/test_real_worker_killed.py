@@ -16,7 +16,7 @@ from models import Checkpoint
 from svdiff.checkpoint import deserialize
 from tests.conftest import auth, start_worker, stop_worker
 from tests.e2e.conftest import dog_photos, purge, real_worker_env, wait_job, worker_alive
-from tests.worker.test_worker_killed import job_row, wait_until
+from tests.worker.test_worker_killed import heartbeat_stale, job_row, wait_until
 
 STEPS = 300
 KILL_AFTER = 8  # states are saved every 2 steps
@@ -57,6 +57,7 @@ def test_killed_real_training_is_redelivered_and_resumes(
     assert killed.status == "running" and killed.attempts == 1
     assert killed.progress_step < STEPS, "the training ended before the kill; make it longer"
     assert runtime.storage.exists(state_key)  # what the next attempt resumes from
+    wait_until(lambda: heartbeat_stale(runtime, training["id"], 5), 30, "the heartbeat to go stale")
     second = start_worker(service_env, "training", env, name="real-kill-b")
     try:
         done = wait_job(client, user, f"/v1/trainings/{training['id']}", timeout=240,

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
-from models import Checkpoint, Job
+from models import Checkpoint, Job, utcnow
 from tests.api.helpers import subject_with_photos, train
 from tests.conftest import auth, start_worker, stop_worker
 
@@ -31,6 +32,14 @@ def job_row(runtime: Any, job_id: str) -> Job:
         job = session.get(Job, job_id)
         assert job is not None
         return job
+
+
+def heartbeat_stale(runtime: Any, job_id: str, timeout_seconds: float) -> bool:
+    """Another worker may take the job over only once its heartbeat is older than the timeout. A message the
+    broker restores before that (its visibility timeout counts from the first delivery) is acknowledged as a
+    duplicate of a live job, so a test starts the next worker only after this."""
+    beat = job_row(runtime, job_id).heartbeat_at
+    return beat is not None and beat < utcnow() - timedelta(seconds=timeout_seconds + 0.5)
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> None:
@@ -59,6 +68,7 @@ def test_killed_training_worker_is_redelivered_and_resumes(
         stop_worker(first)
     killed = job_row(runtime, training["id"])
     assert killed.status == "running" and killed.attempts == 1
+    wait_until(lambda: heartbeat_stale(runtime, training["id"], 5), 30, "the heartbeat to go stale")
     second = start_worker(service_env, "training", WORKER_ENV, app=app, name="train-b")
     try:
         wait_until(lambda: job_row(runtime, training["id"]).status != "running", 90, "the redelivered training")
