@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
 
 from sqlalchemy import select
 
@@ -83,9 +85,22 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     argv = ["worker", "-Q", args.queues, "--concurrency", str(args.concurrency), "--loglevel", args.loglevel]
     argv += ["--prefetch-multiplier", "1", "-n", f"{args.queues.replace(',', '-')}@%h"]
     if args.beat:
-        argv.append("--beat")
+        argv += ["--beat", "--schedule", beat_schedule_file(settings)]
     app.worker_main(argv)
     return 0
+
+
+def beat_schedule_file(settings: Settings) -> str:
+    """Where the reconciler's clock keeps its last-run times: the data folder, or the temporary folder when that
+    is not writable (the images run as an unprivileged user in a read-only /app); losing it costs nothing."""
+    folder = settings.data_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return str(folder / "celerybeat-schedule")
+    except OSError:
+        pass
+    return os.path.join(tempfile.gettempdir(), "svdiff-celerybeat-schedule")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,23 @@ def test_worker_command_line() -> None:
     assert args.queues == "training" and args.beat and args.func is cli.cmd_worker
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["create-user"])  # --name is required
+
+
+def test_worker_beat_keeps_its_schedule_in_the_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.app
+
+    argvs: list[list[str]] = []
+    monkeypatch.setattr(worker.app.app, "worker_main", argvs.append)
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    assert cli.main(["worker", "--queues", "cpu", "--beat"]) == 0
+    (argv,) = argvs
+    assert argv[argv.index("--schedule") + 1] == str(tmp_path / "data" / "celerybeat-schedule")
+    assert argv[argv.index("-Q") + 1] == "cpu" and "--beat" in argv
+
+
+def test_beat_schedule_falls_back_to_the_temporary_folder(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    settings = Settings(data_dir=blocked / "data", _env_file=None)  # type: ignore[call-arg]
+    assert cli.beat_schedule_file(settings).startswith(tempfile.gettempdir())
