@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from basemodel import BASE_MODEL_PATH, READER_PATH
+from basemodel.evaluate import prompt_following
 from basemodel.reader import AttributeReader, load_reader
 from basemodel.subjects import SUBJECTS
 from bench.quality.evaluate import PairResult, SingleResult, ceilings, evaluate_pair, evaluate_single
@@ -38,6 +39,7 @@ class Results:
     ceilings: dict[str, dict[str, SingleScores]] = field(default_factory=dict)  # subject -> kind -> scores
     pairs: dict[str, PairResult] = field(default_factory=dict)
     pair_tuned: dict[str, Tuned] = field(default_factory=dict)
+    base_following: dict[str, float] = field(default_factory=dict)  # basemodel.evaluate.prompt_following
     seconds: float = 0.0
 
 
@@ -102,6 +104,10 @@ class Bench:
 
     def run(self, pairs: bool = True) -> Results:
         started = time.perf_counter()
+        s = self.settings
+        self.results.base_following = prompt_following(self.base.pipe, self.reader, s.base_eval_samples, s.seed,
+                                                       s.sample_steps, s.guidance)
+        log.info("base prompt following: %s", self.results.base_following)
         for name in self.settings.subjects:
             self.run_subject(name)
         if pairs:

@@ -37,9 +37,10 @@ class Settings:
     guidance: float = DEFAULT_GUIDANCE
     seed: int = 0
     grid_samples: int = 8  # images per grid row
+    base_eval_samples: int = 64  # basemodel.evaluate's prompt following of the base model, for context
     quick: bool = False
 
 
 FULL = Settings()
 QUICK = replace(FULL, subjects=FULL.subjects[:1], steps=3, num_class_images=4, context_samples=2, drift_samples=2,
-                pair_samples=2, sample_steps=4, grid_samples=2, quick=True)
+                pair_samples=2, sample_steps=4, grid_samples=2, base_eval_samples=4, quick=True)
