@@ -51,9 +51,9 @@ def build(stages: tuple[str, ...], minutes: dict[str, float], work_dir: Path) ->
             log.info("snapshot at step %d saved to %s", step, BASE_MODEL_PATH)
 
         config = UNetTraining(minutes=minutes["unet"])
-        denoiser = train_unet(config, vae, tokenizer, snapshot)
+        denoiser, steps = train_unet(config, vae, tokenizer, snapshot)
         save(assemble(vae, denoiser.unet, denoiser.text_encoder, tokenizer), BASE_MODEL_PATH)
-        _record("unet", minutes=round((time.monotonic() - start) / 60, 1), final=True,
+        _record("unet", steps=steps, minutes=round((time.monotonic() - start) / 60, 1), final=True,
                 batch_size=config.batch_size, budget_minutes=config.minutes)  # fmt: skip
     if "reader" in stages:
         start = time.monotonic()

@@ -41,6 +41,6 @@ def save(pipeline: StableDiffusionPipeline, path: Path) -> None:
 
 def load(path: Path = BASE_MODEL_PATH) -> StableDiffusionPipeline:
     """The shipped pipeline in float32 on the CPU: the same `from_pretrained` call as any SD checkpoint."""
-    pipeline = StableDiffusionPipeline.from_pretrained(path, torch_dtype=torch.float32)
+    pipeline = StableDiffusionPipeline.from_pretrained(path, dtype=torch.float32)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline

@@ -59,8 +59,8 @@ def train_unet(
     vae: AutoencoderKL,
     tokenizer: CLIPTokenizer,
     snapshot: Callable[[Denoiser, int], None],
-) -> Denoiser:
-    """Train, calling `snapshot(ema_weights, step)` every `snapshot_minutes`; returns the EMA weights."""
+) -> tuple[Denoiser, int]:
+    """Train, calling `snapshot(ema_weights, step)` every `snapshot_minutes`; returns the EMA weights and steps."""
     torch.manual_seed(config.seed)
     live = Denoiser(make_unet(), make_text_encoder(tokenizer))
     ema = copy.deepcopy(live)
@@ -104,4 +104,4 @@ def train_unet(
             snapshot(ema, step)
             last_snapshot = time.monotonic()
     log.info("unet stops after %d steps, %.1f minutes", step, (time.monotonic() - start) / 60)
-    return ema
+    return ema, step
