@@ -14,11 +14,13 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "development-only-secret-key-change-me"
-# Rare words for Stable Diffusion bases (CLIP's tokenizer); the first one not used by the user names a subject.
-# The bundled base model has its own list (`basemodel.vocab.RESERVED_TOKENS`), used when it is the base.
+# Identifiers for Stable Diffusion bases: short rare strings, as DreamBooth practice picks them (few characters, no
+# common meaning: no brand or acronym such as "kfc" whose prior the subject would inherit); the first one the user's
+# subjects do not use names a new subject. The bundled base model has its own list
+# (`basemodel.vocab.RESERVED_TOKENS`: words its training captions never contain), used when it is the base.
 DEFAULT_SUBJECT_TOKENS = (
-    "sks", "zwx", "qlt", "vrk", "pfy", "olis", "bnp", "hta", "kfc", "ohwx",
-    "xjq", "tyk", "wzv", "gmz", "dqr", "jnx", "ykr", "vxl", "zqp", "rwq",
+    "sks", "zwx", "qlt", "vrk", "pfy", "ohwx", "xjq", "tyk", "wzv", "gmz",
+    "dqr", "jnx", "ykr", "vxl", "zqp", "rwq",
 )  # fmt: skip
 
 
