@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from core.accounts import user_for_key
-from core.db import discard_after_commit, run_after_commit, run_on_rollback
+from core.db import session_scope
 from core.errors import Forbidden, Unauthorized
 from core.runtime import Runtime
 from core.views import Presenter
@@ -29,18 +29,8 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
     """One transaction per request, committed when the route returns (before the response is sent); services
     only flush. Tasks registered with `core.db.after_commit` are sent after the commit; actions registered with
     `core.db.on_rollback` (removing blobs stored meanwhile) run if it rolls back."""
-    session = runtime.sessions()
-    try:
+    with session_scope(runtime.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        discard_after_commit(session)
-        run_on_rollback(session)
-        raise
-    finally:
-        session.close()
-    run_after_commit(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -41,7 +41,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One transaction for a worker step: commit on success, roll back on error."""
+    """One transaction (a worker step, an API request): commit on success, roll back on error."""
     session = factory()
     try:
         yield session
