@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -116,3 +116,16 @@ class SubjectMultipartFields(Strict):
     token: Token | None = Field(default=None, description=TOKEN_DESCRIPTION)
     train: bool = False
     webhook_url: WebhookUrl | None = None
+
+
+BINARY = {"type": "string", "format": "binary"}
+
+
+def multipart_body(
+    required: list[str], properties: dict[str, Any], json_schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """OpenAPI `requestBody` of a multipart route (FastAPI cannot infer it from a streamed body); `json_schema`
+    when the route takes JSON too."""
+    content: dict[str, Any] = {"application/json": {"schema": json_schema}} if json_schema else {}
+    content["multipart/form-data"] = {"schema": {"type": "object", "required": required, "properties": properties}}
+    return {"requestBody": {"required": True, "content": content}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -17,23 +18,20 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def _run(url: str, action: Callable[[Config, str], None], revision: str) -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            action(config, revision)
     finally:
         engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    _run(url, command.upgrade, revision)
 
 
 def downgrade(url: str, revision: str) -> None:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.downgrade(config, revision)
-    finally:
-        engine.dispose()
+    _run(url, command.downgrade, revision)

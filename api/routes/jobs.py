@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CurrentUser, PresenterDep, RuntimeDep, SessionDep
 from api.pagination import Page, PageDep, paginate
 from api.routes.subjects import invalid
-from api.schemas import EditFields, GenerationCreate, TrainingCreate
+from api.schemas import BINARY, EditFields, GenerationCreate, TrainingCreate, multipart_body
 from api.services import jobs
 from api.services.common import Idempotency, owned
 from api.uploads import MultipartForm, read_multipart
@@ -108,23 +108,9 @@ def cancel_generation(
     return presenter.job(jobs.cancel(session, runtime, generation))
 
 
-EDIT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file", "source_prompt", "target_prompt"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        **EditFields.model_json_schema()["properties"],
-                    },
-                }
-            }
-        },
-    }
-}
+EDIT_BODY = multipart_body(
+    ["file", "source_prompt", "target_prompt"], {"file": BINARY, **EditFields.model_json_schema()["properties"]}
+)
 
 
 @router.post("/v1/edits", status_code=202, response_model=EditOut, tags=["edits"], openapi_extra=EDIT_BODY)

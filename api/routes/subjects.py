@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CurrentUser, PresenterDep, RuntimeDep, SessionDep
 from api.pagination import Page, PageDep, paginate
 from api.ratelimit import RateLimits, bearer_key
-from api.schemas import SubjectCreate, SubjectMultipartFields, TrainingCreate
+from api.schemas import BINARY, SubjectCreate, SubjectMultipartFields, TrainingCreate, multipart_body
 from api.services import jobs, subjects
 from api.services.common import Idempotency, checked_webhook_url, is_id, owned
 from api.uploads import MultipartForm, read_multipart
@@ -52,38 +52,12 @@ async def _form(request: Request, runtime: RuntimeDep, max_files: int | None = N
     )
 
 
-SUBJECT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": SubjectCreate.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["name", "class_word", "files"],
-                    "properties": {
-                        **SubjectMultipartFields.model_json_schema()["properties"],
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    },
-                }
-            },
-        },
-    }
-}
-FILES_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-                }
-            }
-        },
-    }
-}
+SUBJECT_BODY = multipart_body(
+    ["name", "class_word", "files"],
+    {**SubjectMultipartFields.model_json_schema()["properties"], "files": {"type": "array", "items": BINARY}},
+    SubjectCreate.model_json_schema(),
+)
+FILES_BODY = multipart_body(["files"], {"files": {"type": "array", "items": BINARY}})
 
 
 @router.post(
