@@ -56,7 +56,8 @@ def _tail(losses: list[float]) -> float | None:
 
 def train_svdiff(pipe: Any, shifts: SpectralShiftModel, subjects: list[WorldSubject], settings: Settings,
                  prior_cache: BlobCache, **overrides: Any) -> Tuned:
-    result = train(pipe, [training_subject(s, settings) for s in subjects], train_config(settings, **overrides),
+    config = train_config(settings, lr=settings.svdiff_lr, lr_norm=settings.svdiff_lr_norm, **overrides)
+    result = train(pipe, [training_subject(s, settings) for s in subjects], config,
                    shifts=shifts, prior_cache=prior_cache, base_model_name=Path(BASE_MODEL_PATH).name)
     checkpoint = result.checkpoint
     return Tuned("svdiff", pipe, shifts, checkpoint, result.seconds, len(serialize(checkpoint, dtype="float32")),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from basemodel.subjects import SUBJECTS
+from bench.quality.calibrate import LR_FACTORS
 from bench.quality.methods import LABELS, METHODS, token_for
 from bench.quality.prompts import context_prompts, drift_prompt, pair_prompts
 from bench.quality.scoring import SingleScores
@@ -100,6 +101,22 @@ def _pair_table(results: Results) -> list[str]:
     return lines
 
 
+def _calibration(results: Results) -> list[str]:
+    calibration = results.calibration
+    if calibration is None:
+        return ["Not calibrated: every method trained with its recipe's rate (`--no-calibrate`)."]
+    lines = [f"Each method's recipe rate times {', '.join(f'{f:g}' for f in LR_FACTORS)}, trained on "
+             f"`{calibration.subject}` (never scored below), chosen by subject fidelity on its context prompts "
+             "(ties: the training prompt, then the smaller rate):", "",
+             "| method | lr | subject fidelity | fidelity on the training prompt | loss, last 50 steps | train s | "
+             "chosen |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for method, trials in calibration.trials.items():
+        chosen = calibration.chosen(method)
+        lines += [f"| {LABELS[method]} | {t.lr:.1e} | {t.fidelity:.3f} | {t.training_prompt:.3f} | "
+                  f"{_fmt(t.final_loss, 4)} | {t.seconds:.1f} | {'yes' if t.lr == chosen else ''} |" for t in trials]
+    return lines
+
+
 def _goals(results: Results) -> list[str]:
     h = headline(results)
     gain = h["cmu_both"] - h["nocmu_both"]
@@ -155,6 +172,10 @@ def write_report(path: Path, settings: Settings, results: Results, wall: float, 
         "| " + " | ".join(results.base_following) + " |",
         "| " + " | ".join("---:" for _ in results.base_following) + " |",
         "| " + " | ".join(f"{v:.3f}" for v in results.base_following.values()) + " |",
+        "",
+        "## Learning-rate calibration",
+        "",
+        *_calibration(results),
         "",
         "## Goals",
         "",

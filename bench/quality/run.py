@@ -15,6 +15,7 @@ from basemodel import BASE_MODEL_PATH, READER_PATH
 from basemodel.evaluate import prompt_following
 from basemodel.reader import AttributeReader, load_reader
 from basemodel.subjects import SUBJECTS
+from bench.quality.calibrate import Calibration, apply, calibrate
 from bench.quality.evaluate import PairResult, SingleResult, ceilings, evaluate_pair, evaluate_single
 from bench.quality.grids import save_grid
 from bench.quality.methods import LABELS, METHODS, Tuned, train_baseline, train_svdiff
@@ -40,6 +41,7 @@ class Results:
     pairs: dict[str, PairResult] = field(default_factory=dict)
     pair_tuned: dict[str, Tuned] = field(default_factory=dict)
     base_following: dict[str, float] = field(default_factory=dict)  # basemodel.evaluate.prompt_following
+    calibration: Calibration | None = None
     seconds: float = 0.0
 
 
@@ -53,13 +55,13 @@ class Bench:
         self.shifts: SpectralShiftModel = attach(pipeline_components(self.svd_pipe), cache=cache_dir / "svd")
         self.results = Results()
 
-    def train(self, method: str, name: str) -> Tuned:
-        subjects = [SUBJECTS[name]]
+    def train(self, method: str, name: str, settings: Settings | None = None) -> Tuned:
+        subjects, settings = [SUBJECTS[name]], settings or self.settings
         if method == "base":
             return self.base
         if method == "svdiff":
-            return train_svdiff(self.svd_pipe, self.shifts, subjects, self.settings, self.prior_cache)
-        return train_baseline(method, subjects, self.settings, self.prior_cache, self.base_path)
+            return train_svdiff(self.svd_pipe, self.shifts, subjects, settings, self.prior_cache)
+        return train_baseline(method, subjects, settings, self.prior_cache, self.base_path)
 
     def run_subject(self, name: str) -> None:
         subject = SUBJECTS[name]
@@ -108,6 +110,9 @@ class Bench:
         self.results.base_following = prompt_following(self.base.pipe, self.reader, s.base_eval_samples, s.seed,
                                                        s.sample_steps, s.guidance)
         log.info("base prompt following: %s", self.results.base_following)
+        if s.calibrate:
+            self.results.calibration = calibrate(self.train, self.reader, s)
+            self.settings = apply(s, self.results.calibration)
         for name in self.settings.subjects:
             self.run_subject(name)
         if pairs:
@@ -124,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", type=Path, default=BASE_MODEL_PATH, help="the base pipeline folder")
     parser.add_argument("--steps", type=int, help="override the training steps (diagnostics, not the benchmark)")
     parser.add_argument("--subjects", help="override the subjects, comma-separated (diagnostics)")
+    parser.add_argument("--no-calibrate", action="store_true", help="train with the recipes' rates (diagnostics)")
     parser.add_argument("--no-pairs", action="store_true", help="skip the two-subject part (diagnostics)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 while other jobs share the CPU)")
     args = parser.parse_args(argv)
@@ -134,10 +140,13 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, steps=args.steps)
     if args.subjects:
         settings = replace(settings, subjects=tuple(args.subjects.split(",")))
+    if args.no_calibrate:
+        settings = replace(settings, calibrate=False)
     out = args.out or (ROOT / "var" / "quality-quick" if args.quick else ROOT / "bench" / "results")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    results = Bench(settings, out, args.cache, args.base).run(pairs=not args.no_pairs)
+    bench = Bench(settings, out, args.cache, args.base)
+    results = bench.run(pairs=not args.no_pairs)
     wall = time.perf_counter() - started
-    write_report(out / "quality.md", settings, results, wall, args.threads)
+    write_report(out / "quality.md", bench.settings, results, wall, args.threads)
     print(quality_line(results))

@@ -1,9 +1,10 @@
 """What the benchmark trains and samples, fixed before any result was seen.
 
-Learning rates (picked from the recipes and the base model's own training, never from test metrics):
+Recipe learning rates (from the recipes and the base model's own training, never from test metrics); the
+benchmark then calibrates each one on a subject it never scores (bench/quality/calibrate.py):
 - SVDiff: `svdiff.TrainConfig` defaults, 1e-3 for 2-D/4-D shifts and 1e-6 for 1-D norm shifts (the paper's).
 - Full fine-tuning (DreamBooth): 5e-6 for SD v1.x, which was pre-trained at a peak lr of 1e-4, i.e. 1/20 of it.
-  The tiny base was pre-trained at a peak of 6e-4 (basemodel/train_unet.py), so the same ratio gives 3e-5.
+  The tiny base was pre-trained at a peak of 8e-4 (basemodel/train_unet.py), so the same ratio gives 4e-5.
   UNet and text encoder both train, because SVDiff shifts both.
 - LoRA rank 4 (PEFT, alpha = rank, Gaussian init, as diffusers' DreamBooth-LoRA script): 1e-4, the standard
   value, on the attention projections of the UNet (to_q/to_k/to_v/to_out.0) and of the text encoder
@@ -27,7 +28,9 @@ class Settings:
     photos: int = 4  # training photos per subject
     steps: int = 400  # for every method and every run
     num_class_images: int = 100  # prior images per class word, made once by the base model and cached
-    full_lr: float = 3e-5
+    svdiff_lr: float = 1e-3
+    svdiff_lr_norm: float = 1e-6
+    full_lr: float = 4e-5
     lora_lr: float = 1e-4
     lora_rank: int = 4
     context_samples: int = 8  # per context prompt (6 prompts per subject)
@@ -38,6 +41,7 @@ class Settings:
     seed: int = 0
     grid_samples: int = 8  # images per grid row
     base_eval_samples: int = 64  # basemodel.evaluate's prompt following of the base model, for context
+    calibrate: bool = True  # search each method's rate on bench.quality.calibrate.CALIBRATION_SUBJECT first
     quick: bool = False
 
 
