@@ -42,7 +42,10 @@ def build(stages: tuple[str, ...], minutes: dict[str, float], work_dir: Path) ->
         vae.save_pretrained(vae_dir)
         _record("vae", minutes=round((time.monotonic() - start) / 60, 1))
     if "unet" in stages:
-        vae = AutoencoderKL.from_pretrained(vae_dir).eval()
+        # Without a fresh autoencoder stage, the UNet trains on the shipped one (`--stages unet,reader`).
+        vae_source = vae_dir if (vae_dir / "config.json").exists() else BASE_MODEL_PATH / "vae"
+        vae = AutoencoderKL.from_pretrained(vae_source, torch_dtype=torch.float32).eval()
+        log.info("unet stage: autoencoder from %s", vae_source)
         start = time.monotonic()
 
         def snapshot(weights: Denoiser, step: int) -> None:
