@@ -49,6 +49,29 @@ def sample(pipeline: StableDiffusionPipeline, prompts: Sequence[str], seed: int,
     return images
 
 
+def prompt_hits(
+    pipeline: StableDiffusionPipeline,
+    reader: AttributeReader,
+    n: int = 64,
+    seed: int = 0,
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+) -> list[tuple[str, dict[str, bool]]]:
+    """Per sample: its layout ("single" or "pair") and which prompted attributes the reader finds."""
+    scenes = prompt_scenes(n, seed)
+    images = sample(pipeline, [world.caption(scene) for scene in scenes], seed, steps, guidance)
+    results: list[tuple[str, dict[str, bool]]] = []
+    for scene, image in zip(scenes, images, strict=True):
+        layout = "single" if len(scene.objects) == 1 else "pair"
+        (reading,) = reader.read([image], layout=layout)
+        results.append((layout, _agreement(scene_reading(scene), reading)))
+    return results
+
+
+def rates(hits: Sequence[dict[str, bool]]) -> dict[str, float]:
+    return {kind: float(np.mean([h[kind] for h in hits])) for kind in hits[0]}
+
+
 def prompt_following(
     pipeline: StableDiffusionPipeline,
     reader: AttributeReader,
@@ -58,14 +81,7 @@ def prompt_following(
     guidance: float = DEFAULT_GUIDANCE,
 ) -> dict[str, float]:
     """Fraction of samples in which the reader finds each prompted attribute (for every object of the prompt)."""
-    scenes = prompt_scenes(n, seed)
-    images = sample(pipeline, [world.caption(scene) for scene in scenes], seed, steps, guidance)
-    results: list[dict[str, bool]] = []
-    for scene, image in zip(scenes, images, strict=True):
-        layout = "single" if len(scene.objects) == 1 else "pair"
-        (reading,) = reader.read([image], layout=layout)
-        results.append(_agreement(scene_reading(scene), reading))
-    return {kind: float(np.mean([hits[kind] for hits in results])) for kind in results[0]}
+    return rates([hits for _, hits in prompt_hits(pipeline, reader, n, seed, steps, guidance)])
 
 
 @torch.no_grad()
@@ -87,6 +103,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    parser.add_argument("--by-layout", action="store_true", help="also the rates of one- and two-object prompts")
     parser.add_argument("--reconstructions", action="store_true",
                         help="instead, read autoencoder round trips of fresh renders")  # fmt: skip
     args = parser.parse_args()
@@ -95,8 +112,14 @@ def main() -> None:
     if args.reconstructions:
         print(json.dumps(reconstruction_accuracy(pipeline.vae, reader, args.n), indent=2))
         return
-    rates = prompt_following(pipeline, reader, args.n, args.seed, args.steps, args.guidance)
-    print(json.dumps({"n": args.n, "steps": args.steps, "guidance": args.guidance, **rates}, indent=2))
+    hits = prompt_hits(pipeline, reader, args.n, args.seed, args.steps, args.guidance)
+    report: dict[str, object] = {"n": args.n, "steps": args.steps, "guidance": args.guidance,
+                                 **rates([h for _, h in hits])}  # fmt: skip
+    if args.by_layout:
+        for layout in ("single", "pair"):
+            own = [h for kind, h in hits if kind == layout]
+            report[layout] = {"n": len(own), **rates(own)} if own else {"n": 0}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
