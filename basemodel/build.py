@@ -1,7 +1,9 @@
 """Build the base model from scratch: `python -m basemodel.build` (`make base-model`).
 
-Stages: the autoencoder, then the UNet with its text encoder (saving pipeline snapshots as it goes), then the
-attribute reader. Each stage stops on a step count or a time budget, whichever comes first.
+Stages: the autoencoder, then the UNet with its text encoder (saving pipeline snapshots as it goes), and the
+attribute reader. Each stage stops on a step count or a time budget, whichever comes first. On two or more cores the
+reader trains in a process of its own beside the autoencoder, and the UNet's batches are rendered and encoded in a
+second process, so each core does one thing.
 """
 
 from __future__ import annotations
@@ -13,61 +15,113 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL
+import torch.multiprocessing as mp
 
-from basemodel import BASE_MODEL_PATH, PRETRAINED_DIR, READER_PATH
+from basemodel import PRETRAINED_DIR
 from basemodel.pipeline import assemble, save
+from basemodel.prefetch import latent_batches, load_vae
 from basemodel.tokenizer import build_tokenizer
 from basemodel.train_reader import ReaderTraining, evaluate, train_reader
 from basemodel.train_unet import Denoiser, UNetTraining, train_unet
 from basemodel.train_vae import train_vae
 
 log = logging.getLogger("basemodel.build")
-BUILD_INFO = PRETRAINED_DIR / "build.json"
 STAGES = ("vae", "unet", "reader")
-# Per-stage time budgets of `make base-model`: with saving and evaluation, the whole build fits in 90 minutes.
+# Per-stage time budgets of `make base-model`; the reader's runs beside the autoencoder's, so the whole build takes
+# about the autoencoder's and the UNet's, plus saving and the reader's evaluation.
 DEFAULT_MINUTES = {"vae": 10.0, "unet": 62.0, "reader": 10.0}
 
 
-def _record(stage: str, **facts: object) -> None:
-    info = json.loads(BUILD_INFO.read_text()) if BUILD_INFO.exists() else {}
-    info[stage] = facts
-    BUILD_INFO.write_text(json.dumps(info, indent=2) + "\n")
+class Build:
+    """Where one build writes: `<out>/tiny-sd`, `<out>/reader` and what it did in `<out>/build.json`."""
 
+    def __init__(self, out: Path, work_dir: Path) -> None:
+        self.out, self.work_dir = out, work_dir
+        self.pipeline_dir, self.reader_dir, self.info = out / "tiny-sd", out / "reader", out / "build.json"
+        self.vae_dir = work_dir / "vae"
 
-def build(stages: tuple[str, ...], minutes: dict[str, float], work_dir: Path) -> None:
-    tokenizer = build_tokenizer()
-    vae_dir = work_dir / "vae"
-    if "vae" in stages:
+    def record(self, stage: str, **facts: object) -> None:
+        info = json.loads(self.info.read_text()) if self.info.exists() else {}
+        info[stage] = facts
+        self.info.write_text(json.dumps(info, indent=2) + "\n")
+
+    def vae(self, minutes: float) -> None:
         start = time.monotonic()
-        vae = train_vae(seed=0, max_steps=5000, minutes=minutes["vae"])
-        vae.save_pretrained(vae_dir)
-        _record("vae", minutes=round((time.monotonic() - start) / 60, 1))
-    if "unet" in stages:
-        # Without a fresh autoencoder stage, the UNet trains on the shipped one (`--stages unet,reader`).
-        vae_source = vae_dir if (vae_dir / "config.json").exists() else BASE_MODEL_PATH / "vae"
-        vae = AutoencoderKL.from_pretrained(vae_source, torch_dtype=torch.float32).eval()
-        log.info("unet stage: autoencoder from %s", vae_source)
+        train_vae(seed=0, max_steps=5000, minutes=minutes).save_pretrained(self.vae_dir)
+        self.record("vae", minutes=round((time.monotonic() - start) / 60, 1))
+
+    def unet(self, minutes: float, prefetch: bool) -> None:
+        # Without a fresh autoencoder stage, the UNet trains on the shipped one (`--stages unet`).
+        vae_source = self.vae_dir if (self.vae_dir / "config.json").exists() else self.pipeline_dir / "vae"
+        vae, tokenizer = load_vae(vae_source), build_tokenizer()
+        log.info("unet stage: autoencoder from %s, batches %s", vae_source, "prefetched" if prefetch else "inline")
+        config = UNetTraining(minutes=minutes)
         start = time.monotonic()
 
         def snapshot(weights: Denoiser, step: int) -> None:
-            save(assemble(vae, weights.unet, weights.text_encoder, tokenizer), BASE_MODEL_PATH)
-            _record("unet", steps=step, minutes=round((time.monotonic() - start) / 60, 1), final=False)
-            log.info("snapshot at step %d saved to %s", step, BASE_MODEL_PATH)
+            save(assemble(vae, weights.unet, weights.text_encoder, tokenizer), self.pipeline_dir)
+            self.record("unet", steps=step, minutes=round((time.monotonic() - start) / 60, 1), final=False)
+            log.info("snapshot at step %d saved to %s", step, self.pipeline_dir)
 
-        config = UNetTraining(minutes=minutes["unet"])
-        denoiser, steps = train_unet(config, vae, tokenizer, snapshot)
-        save(assemble(vae, denoiser.unet, denoiser.text_encoder, tokenizer), BASE_MODEL_PATH)
-        _record("unet", steps=steps, minutes=round((time.monotonic() - start) / 60, 1), final=True,
-                batch_size=config.batch_size, budget_minutes=config.minutes)  # fmt: skip
-    if "reader" in stages:
+        with latent_batches(vae_source, config.seed, config.batch_size, prefetch) as batches:
+            denoiser, steps = train_unet(config, batches, tokenizer, snapshot)
+        save(assemble(vae, denoiser.unet, denoiser.text_encoder, tokenizer), self.pipeline_dir)
+        self.record("unet", steps=steps, minutes=round((time.monotonic() - start) / 60, 1), final=True,
+                    batch_size=config.batch_size, budget_minutes=config.minutes, prefetch=prefetch)  # fmt: skip
+
+    def reader(self, minutes: float, threads: int) -> dict[str, object]:
+        """Train, save and evaluate the reader; returns what to record (the caller records it)."""
+        torch.set_num_threads(threads)
         start = time.monotonic()
-        reader = train_reader(ReaderTraining(minutes=minutes["reader"]))
-        reader.save(READER_PATH)
+        reader = train_reader(ReaderTraining(minutes=minutes))
+        reader.save(self.reader_dir)
         accuracy = evaluate(reader, n_images=1000)
         log.info("reader accuracy on 1000 fresh renders: %s", accuracy)
-        _record("reader", minutes=round((time.monotonic() - start) / 60, 1),
-                accuracy={name: round(value, 4) for name, value in accuracy.items()})  # fmt: skip
+        return {"minutes": round((time.monotonic() - start) / 60, 1),
+                "accuracy": {name: round(value, 4) for name, value in accuracy.items()}}  # fmt: skip
+
+    @property
+    def reader_facts(self) -> Path:
+        """Where a reader process leaves its facts: build.json has one writer, the main process."""
+        return self.work_dir / "reader-stage.json"
+
+
+def _reader_process(out: Path, work_dir: Path, minutes: float, threads: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    target = Build(out, work_dir)
+    facts = target.reader(minutes, threads)
+    target.reader_facts.write_text(json.dumps(facts))
+
+
+def build(stages: tuple[str, ...], minutes: dict[str, float], out: Path, work_dir: Path, threads: int,
+          parallel: bool) -> None:  # fmt: skip
+    """`parallel`: the reader in its own process beside the other stages, and the UNet's batches prefetched."""
+    target = Build(out, work_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target.reader_facts.unlink(missing_ok=True)
+    reader = None
+    if "reader" in stages and parallel:
+        # Started first: the reader needs nothing from the other stages.
+        reader = mp.get_context("spawn").Process(target=_reader_process,
+                                                 args=(out, work_dir, minutes["reader"], threads))  # fmt: skip
+        reader.start()
+    try:
+        if "vae" in stages:
+            target.vae(minutes["vae"])
+        if "unet" in stages:
+            target.unet(minutes["unet"], prefetch=parallel)
+        if reader is not None:
+            reader.join()
+            if reader.exitcode != 0:
+                raise RuntimeError(f"the reader stage failed (exit code {reader.exitcode})")
+            target.record("reader", **json.loads(target.reader_facts.read_text()))
+        elif "reader" in stages:
+            target.record("reader", **target.reader(minutes["reader"], threads))
+    finally:
+        if reader is not None and reader.is_alive():
+            reader.terminate()
+            reader.join()
 
 
 def main() -> None:
@@ -75,9 +129,13 @@ def main() -> None:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
     for stage in STAGES:
         parser.add_argument(f"--{stage}-minutes", type=float, default=DEFAULT_MINUTES[stage])
+    parser.add_argument("--out", type=Path, default=PRETRAINED_DIR, help="where tiny-sd/, reader/, build.json go")
     parser.add_argument("--work-dir", type=Path, default=Path("var/basebuild"))
-    # One thread: on a CPU shared with other jobs, two-thread kernels stall on each other (measured 3-8x slower).
+    # One thread per process: on a CPU shared with other jobs, two-thread kernels stall on each other (measured
+    # 3-8x slower); the second core serves the reader's stage and the UNet's batch producer instead.
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--serial", action="store_true",
+                        help="one process: no reader beside the other stages, no batch producer")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -85,8 +143,8 @@ def main() -> None:
     unknown = set(stages) - set(STAGES)
     if unknown:
         parser.error(f"unknown stages {sorted(unknown)}")
-    PRETRAINED_DIR.mkdir(parents=True, exist_ok=True)
-    build(stages, {stage: getattr(args, f"{stage}_minutes") for stage in STAGES}, args.work_dir)
+    build(stages, {stage: getattr(args, f"{stage}_minutes") for stage in STAGES}, args.out, args.work_dir,
+          args.threads, parallel=not args.serial)  # fmt: skip
 
 
 if __name__ == "__main__":

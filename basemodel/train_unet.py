@@ -6,15 +6,15 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from basemodel.data import base_batch
 from basemodel.models import make_text_encoder, make_train_scheduler, make_unet
+from basemodel.prefetch import LatentBatch
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,12 @@ def _lr_factor(config: UNetTraining, step: int, progress: float) -> float:
 
 def train_unet(
     config: UNetTraining,
-    vae: AutoencoderKL,
+    batches: Iterator[LatentBatch],
     tokenizer: CLIPTokenizer,
     snapshot: Callable[[Denoiser, int], None],
 ) -> tuple[Denoiser, int]:
-    """Train, calling `snapshot(ema_weights, step)` every `snapshot_minutes`; returns the EMA weights and steps."""
+    """Train on `batches` (basemodel.prefetch.latent_batches with this config's seed and batch size), calling
+    `snapshot(ema_weights, step)` every `snapshot_minutes`; returns the EMA weights and steps."""
     torch.manual_seed(config.seed)
     live = Denoiser(make_unet(), make_text_encoder(tokenizer))
     ema = copy.deepcopy(live)
@@ -72,20 +73,16 @@ def train_unet(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(config.seed)
     start = last_snapshot = time.monotonic()
-    vae.requires_grad_(False)
-    for step in range(config.max_steps):
+    for step, (latents, captions) in zip(range(config.max_steps), batches, strict=False):
         elapsed = time.monotonic() - start
         progress = max(step / config.max_steps, elapsed / (config.minutes * 60))
-        if progress >= 1.0:
+        if progress >= 1.0 and step > 0:  # at least one step, however slowly the first batch came
             break
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _lr_factor(config, step, progress)
-        images, captions = base_batch(config.seed * 10**9, step, config.batch_size)
         drop = torch.rand(len(captions), generator=generator) < config.caption_dropout
         captions = ["" if dropped else text for text, dropped in zip(captions, drop.tolist(), strict=True)]
         ids = tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt").input_ids
-        with torch.no_grad():
-            latents = vae.encode(images).latent_dist.sample(generator) * vae.config.scaling_factor  # (B, 4, 16, 16)
         noise = torch.randn(latents.shape, generator=generator)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(captions),), generator=generator)
         noisy = scheduler.add_noise(latents, noise, timesteps)

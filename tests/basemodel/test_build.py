@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
-from basemodel import PRETRAINED_DIR
+import numpy as np
+import torch
+from diffusers import StableDiffusionPipeline
+
+from basemodel import BASE_MODEL_PATH, PRETRAINED_DIR, vocab
 from basemodel.build import DEFAULT_MINUTES, STAGES
+from basemodel.prefetch import latent_batches
+from basemodel.reader import load_reader
+
+ROOT = Path(__file__).resolve().parents[2]
 
 OVERHEAD_MINUTES = 5.0  # saving snapshots, the reader's 1000-render evaluation, imports
 
@@ -19,3 +30,32 @@ def test_the_shipped_build_stayed_within_its_budgets() -> None:
     info = json.loads((PRETRAINED_DIR / "build.json").read_text())
     for stage in STAGES:
         assert info[stage]["minutes"] <= DEFAULT_MINUTES[stage] + 0.5, stage
+
+
+def test_prefetched_batches_equal_inline_ones() -> None:
+    vae_path = BASE_MODEL_PATH / "vae"
+    with latent_batches(vae_path, seed=3, size=2, prefetch=False) as inline:
+        expected = [next(inline) for _ in range(2)]
+    with latent_batches(vae_path, seed=3, size=2, prefetch=True) as prefetched:
+        got = [next(prefetched) for _ in range(2)]
+    for (want_latents, want_captions), (latents, captions) in zip(expected, got, strict=True):
+        assert captions == want_captions
+        assert torch.equal(latents, want_latents)
+    assert not torch.equal(expected[0][0], expected[1][0])  # each step its own batch
+
+
+def test_a_tiny_build_makes_a_loadable_pipeline_and_reader(tmp_path: Path) -> None:
+    """Every stage for a few seconds, the reader's in its own process and the UNet's batches prefetched."""
+    out = tmp_path / "out"
+    subprocess.run(
+        [sys.executable, "-m", "basemodel.build", "--out", str(out), "--work-dir", str(tmp_path / "work"),
+         "--vae-minutes", "0.05", "--unet-minutes", "0.05", "--reader-minutes", "0.05"],
+        cwd=ROOT, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    info = json.loads((out / "build.json").read_text())
+    assert set(info) == set(STAGES)
+    assert info["unet"]["final"] and info["unet"]["prefetch"] and info["unet"]["steps"] >= 1
+    pipeline = StableDiffusionPipeline.from_pretrained(out / "tiny-sd", dtype=torch.float32)
+    assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
+    (reading,) = load_reader(out / "reader").read([np.zeros((64, 64, 3), np.uint8)])
+    assert reading.background in vocab.BACKGROUNDS
