@@ -22,9 +22,10 @@ class Subject:
     colour: str
     pattern: str
     seed: int
+    control: bool = False  # a diagnostic subject made of base attributes only, which the base model can draw
 
     def __post_init__(self) -> None:
-        if not {self.shape, self.pattern} & vocab.HELD_OUT_WORDS:
+        if not self.control and not {self.shape, self.pattern} & vocab.HELD_OUT_WORDS:
             raise ValueError(f"subject {self.name} has no held-out attribute, so the base model could draw it")
 
     @property
@@ -67,6 +68,9 @@ SUBJECTS: dict[str, Subject] = {
         Subject("yellow-checkered-moon", "moon", "yellow", "checkered", seed=15),
     )
 }
+# Controls for the quality benchmark's diagnostics: what a method learns when nothing about the subject is new.
+_CONTROL = Subject("pink-striped-triangle", "triangle", "pink", "striped", seed=21, control=True)
+CONTROL_SUBJECTS: dict[str, Subject] = {_CONTROL.name: _CONTROL}
 EXAMPLE_SUBJECTS: tuple[str, ...] = ("purple-checkered-star", "orange-ringed-square", "white-dotted-heart")
 
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from basemodel.reader import AttributeReader
-from basemodel.subjects import SUBJECTS
-from bench.quality.methods import Tuned, sample, token_for
+from bench.quality.methods import BENCH_SUBJECTS, Tuned, sample, token_for
 from bench.quality.prompts import context_prompts
 from bench.quality.scoring import read_single, score_context, shows
 from bench.quality.settings import Settings
@@ -66,7 +65,7 @@ def with_lr(settings: Settings, method: str, lr: float) -> Settings:
 
 
 def score_trial(tuned: Tuned, reader: AttributeReader, settings: Settings) -> tuple[float, float]:
-    subject = SUBJECTS[CALIBRATION_SUBJECT]
+    subject = BENCH_SUBJECTS[CALIBRATION_SUBJECT]
     token = token_for(subject.name)
     images, backgrounds, positions = [], [], []
     for i, prompt in enumerate(context_prompts(subject, token, settings.photos)):

@@ -12,8 +12,8 @@ from PIL import Image
 from basemodel import vocab, world
 from basemodel.data import to_images, to_tensor
 from basemodel.reader import AttributeReader
-from basemodel.subjects import SUBJECTS, Subject
-from bench.quality.methods import Tuned, sample, token_for
+from basemodel.subjects import Subject
+from bench.quality.methods import BENCH_SUBJECTS, Tuned, sample, token_for
 from bench.quality.prompts import context_prompts, drift_prompt, pair_prompts
 from bench.quality.scoring import (
     DriftScores,
@@ -69,14 +69,14 @@ def evaluate_single(tuned: Tuned, subject: Subject, reader: AttributeReader, set
 
 
 def evaluate_pair(tuned: Tuned, names: tuple[str, str], reader: AttributeReader, settings: Settings) -> PairResult:
-    first, second = (SUBJECTS[name] for name in names)
+    first, second = (BENCH_SUBJECTS[name] for name in names)
     prompts = pair_prompts((first, token_for(first.name)), (second, token_for(second.name)))
     all_images: list[Image.Image] = []
     all_sides: list[tuple[Subject, Subject]] = []
     result = PairResult(PairScores(0, 0.0, 0.0, 0.0, 0.0, 0.0))
     for j, prompt in enumerate(prompts):
         images = sample(tuned, prompt.text, settings.pair_samples, PAIR_SEED + PROMPT_STRIDE * j, settings)
-        sides = [(SUBJECTS[prompt.left], SUBJECTS[prompt.right])] * len(images)
+        sides = [(BENCH_SUBJECTS[prompt.left], BENCH_SUBJECTS[prompt.right])] * len(images)
         result.per_prompt[prompt.phrasing] = score_pairs(reader, images, sides)
         result.images[prompt.phrasing] = images
         all_images += images

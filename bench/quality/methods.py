@@ -9,13 +9,15 @@ from typing import Any
 from PIL import Image
 
 from basemodel import BASE_MODEL_PATH, vocab
-from basemodel.subjects import SUBJECTS
+from basemodel.subjects import CONTROL_SUBJECTS, SUBJECTS
 from basemodel.subjects import Subject as WorldSubject
 from bench.quality.finetune import full_fine_tune, lora_fine_tune
 from bench.quality.settings import Settings
 from svdiff import BlobCache, SpectralShiftModel, Subject, TrainConfig, generate, load_pipeline, train
 from svdiff.checkpoint import Checkpoint, serialize
 
+# The held-out subjects first, so their tokens do not depend on the controls.
+BENCH_SUBJECTS: dict[str, WorldSubject] = SUBJECTS | CONTROL_SUBJECTS
 METHODS = ("base", "svdiff", "full", "lora")
 LABELS = {"base": "base model (untuned)", "svdiff": "SVDiff (ours)", "full": "full fine-tuning (DreamBooth)",
           "lora": "LoRA r4 (PEFT)"}
@@ -34,8 +36,8 @@ class Tuned:
 
 
 def token_for(name: str) -> str:
-    """A fixed reserved token per subject (its index in basemodel.subjects.SUBJECTS)."""
-    return vocab.RESERVED_TOKENS[list(SUBJECTS).index(name)]
+    """A fixed reserved token per subject (its index in BENCH_SUBJECTS)."""
+    return vocab.RESERVED_TOKENS[list(BENCH_SUBJECTS).index(name)]
 
 
 def training_subject(subject: WorldSubject, settings: Settings) -> Subject:

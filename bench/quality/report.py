@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from basemodel.subjects import SUBJECTS
 from bench.quality.calibrate import LR_FACTORS
-from bench.quality.methods import LABELS, METHODS, token_for
+from bench.quality.methods import BENCH_SUBJECTS, LABELS, METHODS, token_for
 from bench.quality.prompts import context_prompts, drift_prompt, pair_prompts
 from bench.quality.scoring import SingleScores
 from bench.quality.settings import Settings
@@ -104,7 +103,8 @@ def _pair_table(results: Results) -> list[str]:
 def _calibration(results: Results) -> list[str]:
     calibration = results.calibration
     if calibration is None:
-        return ["Not calibrated: every method trained with its recipe's rate (`--no-calibrate`)."]
+        return ["Not calibrated: every method trained with the rate in the settings below (`--no-calibrate` or "
+                "`--lr`)."]
     lines = [f"Each method's recipe rate times {', '.join(f'{f:g}' for f in LR_FACTORS)}, trained on "
              f"`{calibration.subject}` (never scored below), chosen by subject fidelity on its context prompts "
              "(ties: the training prompt, then the smaller rate):", "",
@@ -136,13 +136,13 @@ def _goals(results: Results) -> list[str]:
 def _prompts(settings: Settings) -> list[str]:
     lines = []
     for name in settings.subjects:
-        subject = SUBJECTS[name]
+        subject = BENCH_SUBJECTS[name]
         texts = [p.text for p in context_prompts(subject, token_for(name), settings.photos)]
         lines.append(f"- `{name}` (token `{token_for(name)}`, class `{subject.class_word}`): "
                      + "; ".join(f'"{t}"' for t in texts) + f'; drift: "{drift_prompt(subject)}"')
     if not settings.pair:
         return lines
-    first, second = (SUBJECTS[n] for n in settings.pair)
+    first, second = (BENCH_SUBJECTS[n] for n in settings.pair)
     for prompt in pair_prompts((first, token_for(first.name)), (second, token_for(second.name))):
         lines.append(f'- pair ({prompt.phrasing}): "{prompt.text}"')
     return lines

@@ -14,11 +14,10 @@ import torch
 from basemodel import BASE_MODEL_PATH, READER_PATH
 from basemodel.evaluate import prompt_following
 from basemodel.reader import AttributeReader, load_reader
-from basemodel.subjects import SUBJECTS
-from bench.quality.calibrate import Calibration, apply, calibrate
+from bench.quality.calibrate import Calibration, apply, calibrate, with_lr
 from bench.quality.evaluate import PairResult, SingleResult, ceilings, evaluate_pair, evaluate_single
 from bench.quality.grids import save_grid
-from bench.quality.methods import LABELS, METHODS, Tuned, train_baseline, train_svdiff
+from bench.quality.methods import BENCH_SUBJECTS, LABELS, METHODS, Tuned, train_baseline, train_svdiff
 from bench.quality.report import quality_line, write_report
 from bench.quality.scoring import SingleScores
 from bench.quality.settings import FULL, QUICK, Settings
@@ -56,7 +55,7 @@ class Bench:
         self.results = Results()
 
     def train(self, method: str, name: str, settings: Settings | None = None) -> Tuned:
-        subjects, settings = [SUBJECTS[name]], settings or self.settings
+        subjects, settings = [BENCH_SUBJECTS[name]], settings or self.settings
         if method == "base":
             return self.base
         if method == "svdiff":
@@ -64,7 +63,7 @@ class Bench:
         return train_baseline(method, subjects, settings, self.prior_cache, self.base_path)
 
     def run_subject(self, name: str) -> None:
-        subject = SUBJECTS[name]
+        subject = BENCH_SUBJECTS[name]
         self.results.single[name], self.results.tuned[name] = {}, {}
         for method in METHODS:
             started = time.perf_counter()
@@ -91,7 +90,7 @@ class Bench:
 
     def run_pairs(self) -> None:
         names = self.settings.pair
-        subjects = [SUBJECTS[name] for name in names]
+        subjects = [BENCH_SUBJECTS[name] for name in names]
         rows = []
         for label, overrides in PAIR_CONFIGS.items():
             started = time.perf_counter()
@@ -130,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, help="override the training steps (diagnostics, not the benchmark)")
     parser.add_argument("--subjects", help="override the subjects, comma-separated (diagnostics)")
     parser.add_argument("--no-calibrate", action="store_true", help="train with the recipes' rates (diagnostics)")
+    parser.add_argument("--lr", action="append", default=[], metavar="METHOD=RATE",
+                        help="train METHOD (svdiff, full, lora) at RATE, e.g. an earlier run's calibrated one; "
+                             "implies --no-calibrate (diagnostics)")  # fmt: skip
     parser.add_argument("--no-pairs", action="store_true", help="skip the two-subject part (diagnostics)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 while other jobs share the CPU)")
     args = parser.parse_args(argv)
@@ -140,7 +142,13 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, steps=args.steps)
     if args.subjects:
         settings = replace(settings, subjects=tuple(args.subjects.split(",")))
-    if args.no_calibrate:
+    for given in args.lr:
+        method, _, rate = given.partition("=")
+        try:
+            settings = with_lr(settings, method, float(rate))
+        except ValueError as error:
+            parser.error(f"--lr {given}: {error}")
+    if args.no_calibrate or args.lr:
         settings = replace(settings, calibrate=False)
     out = args.out or (ROOT / "var" / "quality-quick" if args.quick else ROOT / "bench" / "results")
     out.mkdir(parents=True, exist_ok=True)

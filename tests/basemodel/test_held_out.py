@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from basemodel import vocab, world
-from basemodel.subjects import EXAMPLE_SUBJECTS, SUBJECTS
+from basemodel.subjects import CONTROL_SUBJECTS, EXAMPLE_SUBJECTS, SUBJECTS, Subject
 
 
 def test_base_training_never_draws_or_names_a_held_out_attribute() -> None:
@@ -32,3 +33,12 @@ def test_subject_photos_vary_and_are_reproducible() -> None:
     assert len({spec.position for scene in scenes for spec in scene.objects}) >= 2
     first, again = subject.photos(), subject.photos()
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again, strict=True))
+
+
+def test_only_a_control_may_lack_a_held_out_attribute() -> None:
+    with pytest.raises(ValueError, match="no held-out attribute"):
+        Subject("pink-striped-triangle", "triangle", "pink", "striped", seed=21)
+    assert not set(CONTROL_SUBJECTS) & set(SUBJECTS)
+    for control in CONTROL_SUBJECTS.values():
+        assert control.control and not control.held_out
+        assert control.shape in vocab.BASE_SHAPES and control.pattern in vocab.BASE_PATTERNS

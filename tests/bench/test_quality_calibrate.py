@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.quality.calibrate import CALIBRATION_SUBJECT, Calibration, Trial, apply, recipe_lr, with_lr
+from bench.quality.run import main
 from bench.quality.settings import FULL
 
 
@@ -47,3 +48,11 @@ def test_apply_sets_every_calibrated_method() -> None:
     assert tuned.svdiff_lr == pytest.approx(10 * FULL.svdiff_lr)
     assert tuned.full_lr == pytest.approx(10 * FULL.full_lr)
     assert tuned.lora_lr == pytest.approx(10 * FULL.lora_lr)
+
+
+@pytest.mark.parametrize("given", ["base=1e-3", "svdiff=fast", "lora"])
+def test_a_bad_lr_option_is_refused_before_anything_loads(given: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--lr", given])
+    assert exited.value.code == 2
+    assert "--lr" in capsys.readouterr().err
