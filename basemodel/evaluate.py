@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,27 +50,16 @@ def sample(pipeline: StableDiffusionPipeline, prompts: Sequence[str], seed: int,
     return images
 
 
-def prompt_hits(
-    pipeline: StableDiffusionPipeline,
-    reader: AttributeReader,
-    n: int = 64,
-    seed: int = 0,
-    steps: int = DEFAULT_STEPS,
-    guidance: float = DEFAULT_GUIDANCE,
-) -> list[tuple[str, dict[str, bool]]]:
-    """Per sample: its layout ("single" or "pair") and which prompted attributes the reader finds."""
-    scenes = prompt_scenes(n, seed)
-    images = sample(pipeline, [world.caption(scene) for scene in scenes], seed, steps, guidance)
-    results: list[tuple[str, dict[str, bool]]] = []
-    for scene, image in zip(scenes, images, strict=True):
-        layout = "single" if len(scene.objects) == 1 else "pair"
-        (reading,) = reader.read([image], layout=layout)
-        results.append((layout, _agreement(scene_reading(scene), reading)))
-    return results
+@dataclass
+class Following:
+    """Per sample: its layout ("single" or "pair") and which prompted attributes the reader found."""
 
+    hits: list[tuple[str, dict[str, bool]]]
 
-def rates(hits: Sequence[dict[str, bool]]) -> dict[str, float]:
-    return {kind: float(np.mean([h[kind] for h in hits])) for kind in hits[0]}
+    def rates(self, layout: str | None = None) -> dict[str, float]:
+        """Fraction of samples (of one layout, or all) in which the reader finds each prompted attribute."""
+        own = [hits for kind, hits in self.hits if layout in (None, kind)]
+        return {kind: float(np.mean([h[kind] for h in own])) for kind in own[0]} if own else {}
 
 
 def prompt_following(
@@ -79,9 +69,16 @@ def prompt_following(
     seed: int = 0,
     steps: int = DEFAULT_STEPS,
     guidance: float = DEFAULT_GUIDANCE,
-) -> dict[str, float]:
-    """Fraction of samples in which the reader finds each prompted attribute (for every object of the prompt)."""
-    return rates([hits for _, hits in prompt_hits(pipeline, reader, n, seed, steps, guidance)])
+) -> Following:
+    """Sample `n` random base-world prompts and read back, for every object of each prompt, what was asked."""
+    scenes = prompt_scenes(n, seed)
+    images = sample(pipeline, [world.caption(scene) for scene in scenes], seed, steps, guidance)
+    hits: list[tuple[str, dict[str, bool]]] = []
+    for scene, image in zip(scenes, images, strict=True):
+        layout = "single" if len(scene.objects) == 1 else "pair"
+        (reading,) = reader.read([image], layout=layout)
+        hits.append((layout, _agreement(scene_reading(scene), reading)))
+    return Following(hits)
 
 
 @torch.no_grad()
@@ -112,13 +109,11 @@ def main() -> None:
     if args.reconstructions:
         print(json.dumps(reconstruction_accuracy(pipeline.vae, reader, args.n), indent=2))
         return
-    hits = prompt_hits(pipeline, reader, args.n, args.seed, args.steps, args.guidance)
-    report: dict[str, object] = {"n": args.n, "steps": args.steps, "guidance": args.guidance,
-                                 **rates([h for _, h in hits])}  # fmt: skip
+    following = prompt_following(pipeline, reader, args.n, args.seed, args.steps, args.guidance)
+    report: dict[str, object] = {"n": args.n, "steps": args.steps, "guidance": args.guidance, **following.rates()}
     if args.by_layout:
         for layout in ("single", "pair"):
-            own = [h for kind, h in hits if kind == layout]
-            report[layout] = {"n": len(own), **rates(own)} if own else {"n": 0}
+            report[layout] = {"n": sum(kind == layout for kind, _ in following.hits), **following.rates(layout)}
     print(json.dumps(report, indent=2))
 
 

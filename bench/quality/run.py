@@ -107,7 +107,7 @@ class Bench:
         started = time.perf_counter()
         s = self.settings
         self.results.base_following = prompt_following(self.base.pipe, self.reader, s.base_eval_samples, s.seed,
-                                                       s.sample_steps, s.guidance)
+                                                       s.sample_steps, s.guidance).rates()
         log.info("base prompt following: %s", self.results.base_following)
         if s.calibrate:
             self.results.calibration = calibrate(self.train, self.reader, s)

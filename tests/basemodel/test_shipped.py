@@ -76,5 +76,5 @@ def test_reader_reads_every_attribute_of_fresh_renders(reader: AttributeReader) 
 
 @pytest.mark.slow
 def test_base_model_follows_its_prompts(pipeline: StableDiffusionPipeline, reader: AttributeReader) -> None:
-    rates = prompt_following(pipeline, reader, n=64, seed=1)
+    rates = prompt_following(pipeline, reader, n=64, seed=1).rates()
     assert rates["shape_and_colour"] >= 0.8, rates
