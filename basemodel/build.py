@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
 
-from basemodel import PRETRAINED_DIR
+from basemodel import BASE_MODEL_PATH, PRETRAINED_DIR
 from basemodel.pipeline import assemble, save
 from basemodel.prefetch import latent_batches, load_vae
 from basemodel.tokenizer import build_tokenizer
@@ -50,9 +52,9 @@ class Build:
         train_vae(seed=0, max_steps=5000, minutes=minutes).save_pretrained(self.vae_dir)
         self.record("vae", minutes=round((time.monotonic() - start) / 60, 1))
 
-    def unet(self, minutes: float, prefetch: bool) -> None:
-        # Without a fresh autoencoder stage, the UNet trains on the shipped one (`--stages unet`).
-        vae_source = self.vae_dir if (self.vae_dir / "config.json").exists() else self.pipeline_dir / "vae"
+    def unet(self, minutes: float, prefetch: bool, fresh_vae: bool) -> None:
+        # Without the autoencoder stage in this build, the UNet trains on the shipped one (`--stages unet`).
+        vae_source = self.vae_dir if fresh_vae else BASE_MODEL_PATH / "vae"
         vae, tokenizer = load_vae(vae_source), build_tokenizer()
         log.info("unet stage: autoencoder from %s, batches %s", vae_source, "prefetched" if prefetch else "inline")
         config = UNetTraining(minutes=minutes)
@@ -103,18 +105,23 @@ def build(stages: tuple[str, ...], minutes: dict[str, float], out: Path, work_di
     reader = None
     if "reader" in stages and parallel:
         # Started first: the reader needs nothing from the other stages.
-        reader = mp.get_context("spawn").Process(target=_reader_process,
+        reader = mp.get_context("spawn").Process(target=_reader_process, daemon=True,
                                                  args=(out, work_dir, minutes["reader"], threads))  # fmt: skip
         reader.start()
+
+    def check_reader() -> None:
+        if reader is not None and reader.exitcode not in (None, 0):
+            raise RuntimeError(f"the reader stage failed (exit code {reader.exitcode})")
+
     try:
         if "vae" in stages:
             target.vae(minutes["vae"])
+        check_reader()  # before the long stage, not after it
         if "unet" in stages:
-            target.unet(minutes["unet"], prefetch=parallel)
+            target.unet(minutes["unet"], prefetch=parallel, fresh_vae="vae" in stages)
         if reader is not None:
             reader.join()
-            if reader.exitcode != 0:
-                raise RuntimeError(f"the reader stage failed (exit code {reader.exitcode})")
+            check_reader()
             target.record("reader", **json.loads(target.reader_facts.read_text()))
         elif "reader" in stages:
             target.record("reader", **target.reader(minutes["reader"], threads))
@@ -137,6 +144,8 @@ def main() -> None:
     parser.add_argument("--serial", action="store_true",
                         help="one process: no reader beside the other stages, no batch producer")  # fmt: skip
     args = parser.parse_args()
+    # `timeout`, `make` and `kill` send SIGTERM: exit through the `finally` blocks that stop the helper processes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     stages = tuple(args.stages.split(","))

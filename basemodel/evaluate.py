@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from basemodel.reader import AttributeReader, Reading, load_reader, scene_readin
 from basemodel.train_reader import EVAL_ID_START, labelled_batch
 
 _PROMPT_STREAM = 5
+Layout = Literal["single", "pair"]
 
 
 def prompt_scenes(n: int, seed: int = 0) -> list[world.Scene]:
@@ -54,12 +56,12 @@ def sample(pipeline: StableDiffusionPipeline, prompts: Sequence[str], seed: int,
 class Following:
     """Per sample: its layout ("single" or "pair") and which prompted attributes the reader found."""
 
-    hits: list[tuple[str, dict[str, bool]]]
+    hits: list[tuple[Layout, dict[str, bool]]]
 
-    def rates(self, layout: str | None = None) -> dict[str, float]:
+    def rates(self, layout: Layout | None = None) -> dict[str, float]:
         """Fraction of samples (of one layout, or all) in which the reader finds each prompted attribute."""
-        own = [hits for kind, hits in self.hits if layout in (None, kind)]
-        return {kind: float(np.mean([h[kind] for h in own])) for kind in own[0]} if own else {}
+        own = [found for sample_layout, found in self.hits if layout in (None, sample_layout)]
+        return {attribute: float(np.mean([f[attribute] for f in own])) for attribute in own[0]} if own else {}
 
 
 def prompt_following(
@@ -73,9 +75,9 @@ def prompt_following(
     """Sample `n` random base-world prompts and read back, for every object of each prompt, what was asked."""
     scenes = prompt_scenes(n, seed)
     images = sample(pipeline, [world.caption(scene) for scene in scenes], seed, steps, guidance)
-    hits: list[tuple[str, dict[str, bool]]] = []
+    hits: list[tuple[Layout, dict[str, bool]]] = []
     for scene, image in zip(scenes, images, strict=True):
-        layout = "single" if len(scene.objects) == 1 else "pair"
+        layout: Layout = "single" if len(scene.objects) == 1 else "pair"
         (reading,) = reader.read([image], layout=layout)
         hits.append((layout, _agreement(scene_reading(scene), reading)))
     return Following(hits)
@@ -112,8 +114,8 @@ def main() -> None:
     following = prompt_following(pipeline, reader, args.n, args.seed, args.steps, args.guidance)
     report: dict[str, object] = {"n": args.n, "steps": args.steps, "guidance": args.guidance, **following.rates()}
     if args.by_layout:
-        for layout in ("single", "pair"):
-            report[layout] = {"n": sum(kind == layout for kind, _ in following.hits), **following.rates(layout)}
+        for layout in get_args(Layout):
+            report[layout] = {"n": sum(own == layout for own, _ in following.hits), **following.rates(layout)}
     print(json.dumps(report, indent=2))
 
 

@@ -8,6 +8,7 @@ from `base_batch(seed, step)` and the latent sample from a generator seeded with
 from __future__ import annotations
 
 import itertools
+import queue as queues
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from basemodel.data import base_batch
 
 LatentBatch = tuple[torch.Tensor, list[str]]  # (B, 4, 16, 16) scaled latents and their captions
 _QUEUE_DEPTH = 4
-_GET_TIMEOUT_S = 600.0
+_POLL_S = 5.0  # how often a waiting side checks that the other one is still alive
 
 
 def load_vae(path: Path) -> AutoencoderKL:
@@ -41,8 +42,17 @@ def encode_batch(vae: AutoencoderKL, seed: int, step: int, size: int) -> LatentB
 def _produce(vae_path: str, seed: int, size: int, queue: Any) -> None:
     torch.set_num_threads(1)
     vae = load_vae(Path(vae_path))
+    parent = mp.parent_process()
     for step in itertools.count():
-        queue.put(encode_batch(vae, seed, step, size))
+        batch = encode_batch(vae, seed, step, size)
+        while True:  # a full queue and a parent that was killed must not keep this process forever
+            if parent is not None and not parent.is_alive():
+                return
+            try:
+                queue.put(batch, timeout=_POLL_S)
+                break
+            except queues.Full:
+                continue
 
 
 def _inline(vae_path: Path, seed: int, size: int) -> Iterator[LatentBatch]:
@@ -63,14 +73,26 @@ def latent_batches(vae_path: Path, seed: int, size: int, prefetch: bool = True) 
     producer = context.Process(target=_produce, args=(str(vae_path), seed, size, queue), daemon=True)
     producer.start()
 
+    def died() -> RuntimeError:
+        return RuntimeError(f"the batch producer died (exit code {producer.exitcode})")
+
     def batches() -> Iterator[LatentBatch]:
         while True:
-            if not producer.is_alive() and queue.empty():
-                raise RuntimeError(f"the batch producer died (exit code {producer.exitcode})")
-            yield queue.get(timeout=_GET_TIMEOUT_S)
+            try:
+                batch = queue.get(timeout=_POLL_S)
+            except queues.Empty:
+                if not producer.is_alive():
+                    raise died() from None
+                continue
+            except Exception as error:  # a dead producer's shared tensors can no longer be received
+                if not producer.is_alive():
+                    raise died() from error
+                raise
+            yield batch
 
     try:
         yield batches()
     finally:
         producer.terminate()
         producer.join()
+        queue.close()

@@ -73,6 +73,7 @@ def train_unet(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(config.seed)
     start = last_snapshot = time.monotonic()
+    done = 0
     for step, (latents, captions) in zip(range(config.max_steps), batches, strict=False):
         elapsed = time.monotonic() - start
         progress = max(step / config.max_steps, elapsed / (config.minutes * 60))
@@ -93,6 +94,7 @@ def train_unet(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        done = step + 1
         _ema_update(ema, live, min(config.ema_decay, (1.0 + step) / (10.0 + step)))
         if step % 25 == 0:
             log.info("unet step %d loss %.4f lr %.2e (%.2f steps/s)", step, loss.item(),
@@ -100,5 +102,5 @@ def train_unet(
         if time.monotonic() - last_snapshot > config.snapshot_minutes * 60:
             snapshot(ema, step)
             last_snapshot = time.monotonic()
-    log.info("unet stops after %d steps, %.1f minutes", step, (time.monotonic() - start) / 60)
-    return ema, step
+    log.info("unet stops after %d steps, %.1f minutes", done, (time.monotonic() - start) / 60)
+    return ema, done

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
@@ -47,11 +48,12 @@ def test_prefetched_batches_equal_inline_ones() -> None:
 def test_a_tiny_build_makes_a_loadable_pipeline_and_reader(tmp_path: Path) -> None:
     """Every stage for a few seconds, the reader's in its own process and the UNet's batches prefetched."""
     out = tmp_path / "out"
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "basemodel.build", "--out", str(out), "--work-dir", str(tmp_path / "work"),
          "--vae-minutes", "0.05", "--unet-minutes", "0.05", "--reader-minutes", "0.05"],
-        cwd=ROOT, check=True, capture_output=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
     info = json.loads((out / "build.json").read_text())
     assert set(info) == set(STAGES)
     assert info["unet"]["final"] and info["unet"]["prefetch"] and info["unet"]["steps"] >= 1
@@ -59,3 +61,11 @@ def test_a_tiny_build_makes_a_loadable_pipeline_and_reader(tmp_path: Path) -> No
     assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
     (reading,) = load_reader(out / "reader").read([np.zeros((64, 64, 3), np.uint8)])
     assert reading.background in vocab.BACKGROUNDS
+
+
+def test_a_dead_producer_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    with (
+        latent_batches(tmp_path / "no-such-vae", seed=0, size=2, prefetch=True) as batches,
+        pytest.raises(RuntimeError, match="batch producer died"),
+    ):
+        next(batches)

@@ -50,7 +50,9 @@ def test_apply_sets_every_calibrated_method() -> None:
     assert tuned.lora_lr == pytest.approx(10 * FULL.lora_lr)
 
 
-@pytest.mark.parametrize("given", ["base=1e-3", "svdiff=fast", "lora"])
+@pytest.mark.parametrize(
+    "given", ["base=1e-3", "svdiff=fast", "lora", "svdiff=0", "full=-1e-4", "lora=nan", "full=inf"]
+)
 def test_a_bad_lr_option_is_refused_before_anything_loads(given: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--lr", given])

@@ -46,8 +46,8 @@ def test_quick_run_writes_report_grids_and_line(tmp_path: Path) -> None:
     assert match, last
     assert all(0.0 <= float(value) <= 1.0 for value in match.groups())
     report = (tmp_path / "out" / "quality.md").read_text()
-    for needle in ("SVDiff (ours)", "full fine-tuning", "LoRA r4", "Cut-Mix-Unmix", "## Learning-rate calibration",
-                   "## Goals"):
+    for needle in ("SVDiff (ours)", "full fine-tuning", "LoRA r4", "Cut-Mix-Unmix", "## Goals",
+                   "| SVDiff (ours) | 1.0e-03 |", "| LoRA r4 (PEFT) | 1.0e-03 |"):  # calibration trials: x1, x10
         assert needle in report
     pngs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
     assert pngs == ["context_purple-checkered-star.png", "drift_purple-checkered-star.png", "pair.png"]
