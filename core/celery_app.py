@@ -7,6 +7,8 @@ The API sends tasks by name (`send`), never importing the task modules; only wor
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from functools import lru_cache
 from typing import Any
 
@@ -90,3 +92,16 @@ def check_broker(app: Celery, timeout: float = 3.0) -> None:
             conn.ensure_connection(max_retries=1, timeout=timeout)
     except Exception as exc:
         raise BrokerUnavailable(f"the task broker is unavailable ({type(exc).__name__})") from exc
+
+
+def beat_schedule_file(settings: Settings) -> str:
+    """Where the reconciler's clock keeps its last-run times: the data folder, or the temporary folder when that
+    is not writable (the images run as an unprivileged user in a read-only /app); losing it costs nothing."""
+    folder = settings.data_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return str(folder / "celerybeat-schedule")
+    except OSError:
+        pass
+    return os.path.join(tempfile.gettempdir(), "svdiff-celerybeat-schedule")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 
 from sqlalchemy import select
 
@@ -80,6 +78,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from core.celery_app import beat_schedule_file
     from worker.app import app
 
     argv = ["worker", "-Q", args.queues, "--concurrency", str(args.concurrency), "--loglevel", args.loglevel]
@@ -88,19 +87,6 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         argv += ["--beat", "--schedule", beat_schedule_file(settings)]
     app.worker_main(argv)
     return 0
-
-
-def beat_schedule_file(settings: Settings) -> str:
-    """Where the reconciler's clock keeps its last-run times: the data folder, or the temporary folder when that
-    is not writable (the images run as an unprivileged user in a read-only /app); losing it costs nothing."""
-    folder = settings.data_dir
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if os.access(folder, os.W_OK):
-            return str(folder / "celerybeat-schedule")
-    except OSError:
-        pass
-    return os.path.join(tempfile.gettempdir(), "svdiff-celerybeat-schedule")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from typing import Any
 from celery.beat import EmbeddedService
 from celery.worker import WorkController
 
-from core.celery_app import QUEUES
+from core.celery_app import QUEUES, beat_schedule_file
 from core.runtime import Runtime
 from worker.context import bind_runtime
 
@@ -44,8 +44,7 @@ def start_embedded_worker(runtime: Runtime, concurrency: int = 3) -> EmbeddedWor
         loglevel=logging.INFO,
     )
     threading.Thread(target=worker.start, name="celery-embedded", daemon=True).start()
-    schedule = str(runtime.settings.data_dir / "celerybeat-schedule")  # not in the working directory
-    beat = EmbeddedService(app, schedule_filename=schedule, thread=True)
+    beat = EmbeddedService(app, schedule_filename=beat_schedule_file(runtime.settings), thread=True)
     beat.start()
     log.info("embedded worker started on %s, with the reconciler's clock", ", ".join(QUEUES))
     return EmbeddedWorker(worker, beat)

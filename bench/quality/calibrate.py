@@ -9,25 +9,21 @@ smaller rate). The chosen rates then train the scored subjects. No scored subjec
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from basemodel.reader import AttributeReader
-from bench.quality.methods import BENCH_SUBJECTS, Tuned, sample, token_for
-from bench.quality.prompts import context_prompts
-from bench.quality.scoring import read_single, score_context, shows
+from bench.quality.evaluate import evaluate_single
+from bench.quality.methods import BENCH_SUBJECTS, Tuned
 from bench.quality.settings import Settings
-from svdiff.cutmix import SUBJECT_PROMPT
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_SUBJECT = "blue-ringed-circle"
 LR_FACTORS = (1.0, 3.0, 10.0)
 CALIBRATED = ("svdiff", "full", "lora")
-_SEED = 20_000
-_STRIDE = 100
+_SEED = 20_000  # sample seeds of their own, apart from the scored subjects'
 
 
 @dataclass(frozen=True)
@@ -54,9 +50,11 @@ def recipe_lr(settings: Settings, method: str) -> float:
 
 
 def with_lr(settings: Settings, method: str, lr: float) -> Settings:
-    """The settings with one method's rate replaced; SVDiff's norm-shift rate keeps its ratio to the matrix rate."""
+    """The settings with one method's rate replaced (a positive, finite one)."""
+    if not 0.0 < lr < math.inf:
+        raise ValueError(f"a learning rate must be positive and finite, got {lr}")
     if method == "svdiff":
-        return replace(settings, svdiff_lr=lr, svdiff_lr_norm=settings.svdiff_lr_norm * lr / settings.svdiff_lr)
+        return replace(settings, svdiff_lr=lr)
     if method == "full":
         return replace(settings, full_lr=lr)
     if method == "lora":
@@ -64,32 +62,17 @@ def with_lr(settings: Settings, method: str, lr: float) -> Settings:
     raise ValueError(f"no learning rate to calibrate for {method!r}")
 
 
-def score_trial(tuned: Tuned, reader: AttributeReader, settings: Settings) -> tuple[float, float]:
-    subject = BENCH_SUBJECTS[CALIBRATION_SUBJECT]
-    token = token_for(subject.name)
-    images, backgrounds, positions = [], [], []
-    for i, prompt in enumerate(context_prompts(subject, token, settings.photos)):
-        batch = sample(tuned, prompt.text, settings.context_samples, _SEED + _STRIDE * i, settings)
-        images += batch
-        backgrounds += [prompt.background] * len(batch)
-        positions += [prompt.position] * len(batch)
-    context = score_context(reader, images, subject, backgrounds, positions)
-    own = sample(tuned, SUBJECT_PROMPT.format(token=token, class_word=subject.class_word), settings.drift_samples,
-                 _SEED - 1000, settings)
-    learnt = float(np.mean([shows(o, subject) for o in read_single(reader, own)]))
-    return context.subject, learnt
-
-
 def calibrate(train: Callable[[str, str, Settings], Tuned], reader: AttributeReader, settings: Settings,
               methods: tuple[str, ...] = CALIBRATED) -> Calibration:
     """`train(method, subject_name, settings)` trains one method on one subject with those settings."""
-    calibration = Calibration()
+    calibration, subject = Calibration(), BENCH_SUBJECTS[CALIBRATION_SUBJECT]
     for method in methods:
         calibration.trials[method] = []
         for factor in LR_FACTORS:
             lr = recipe_lr(settings, method) * factor
             tuned = train(method, CALIBRATION_SUBJECT, with_lr(settings, method, lr))
-            fidelity, learnt = score_trial(tuned, reader, settings)
+            scores = evaluate_single(tuned, subject, reader, settings, context_seed=_SEED, training_seed=_SEED - 1000)
+            fidelity, learnt = scores.context.subject, scores.training_prompt
             trial = Trial(lr, fidelity, learnt, tuned.final_loss, tuned.seconds)
             log.info("calibration %s lr %.1e: fidelity %.3f, training prompt %.3f", method, lr, fidelity, learnt)
             calibration.trials[method].append(trial)

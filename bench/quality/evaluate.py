@@ -48,21 +48,22 @@ class PairResult:
     images: dict[str, list[Image.Image]] = field(default_factory=dict)
 
 
-def evaluate_single(tuned: Tuned, subject: Subject, reader: AttributeReader, settings: Settings) -> SingleResult:
+def evaluate_single(tuned: Tuned, subject: Subject, reader: AttributeReader, settings: Settings,
+                    context_seed: int = CONTEXT_SEED, training_seed: int = TRAINING_SEED) -> SingleResult:  # fmt: skip
     prompts = context_prompts(subject, token_for(subject.name), settings.photos)
     images: list[Image.Image] = []
     backgrounds: list[str] = []
     positions: list[str] = []
     first: list[Image.Image] = []
     for i, prompt in enumerate(prompts):
-        batch = sample(tuned, prompt.text, settings.context_samples, CONTEXT_SEED + PROMPT_STRIDE * i, settings)
+        batch = sample(tuned, prompt.text, settings.context_samples, context_seed + PROMPT_STRIDE * i, settings)
         first = first or batch
         images += batch
         backgrounds += [prompt.background] * len(batch)
         positions += [prompt.position] * len(batch)
     drift_images = sample(tuned, drift_prompt(subject), settings.drift_samples, DRIFT_SEED, settings)
     own = sample(tuned, SUBJECT_PROMPT.format(token=token_for(subject.name), class_word=subject.class_word),
-                 settings.drift_samples, TRAINING_SEED, settings)
+                 settings.drift_samples, training_seed, settings)
     learnt = float(np.mean([shows(o, subject) for o in read_single(reader, own)]))
     return SingleResult(score_context(reader, images, subject, backgrounds, positions),
                         score_drift(reader, drift_images, subject), learnt, first, drift_images)

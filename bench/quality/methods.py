@@ -58,7 +58,8 @@ def _tail(losses: list[float]) -> float | None:
 
 def train_svdiff(pipe: Any, shifts: SpectralShiftModel, subjects: list[WorldSubject], settings: Settings,
                  prior_cache: BlobCache, **overrides: Any) -> Tuned:
-    config = train_config(settings, lr=settings.svdiff_lr, lr_norm=settings.svdiff_lr_norm, **overrides)
+    norm_ratio = TrainConfig.lr_norm / TrainConfig.lr  # the paper's 1e-6 : 1e-3
+    config = train_config(settings, lr=settings.svdiff_lr, lr_norm=settings.svdiff_lr * norm_ratio, **overrides)
     result = train(pipe, [training_subject(s, settings) for s in subjects], config,
                    shifts=shifts, prior_cache=prior_cache, base_model_name=Path(BASE_MODEL_PATH).name)
     checkpoint = result.checkpoint

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -144,12 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.subjects:
         settings = replace(settings, subjects=tuple(args.subjects.split(",")))
     for given in args.lr:
-        method, _, text = given.partition("=")
+        method, _, rate = given.partition("=")
         try:
-            rate = float(text)
-            if not 0.0 < rate < math.inf:
-                raise ValueError(f"the rate must be positive and finite, got {text}")
-            settings = with_lr(settings, method, rate)
+            settings = with_lr(settings, method, float(rate))
         except ValueError as error:
             parser.error(f"--lr {given}: {error}")
     if args.no_calibrate or args.lr:

@@ -28,8 +28,7 @@ class Settings:
     photos: int = 4  # training photos per subject
     steps: int = 400  # for every method and every run
     num_class_images: int = 100  # prior images per class word, made once by the base model and cached
-    svdiff_lr: float = 1e-3
-    svdiff_lr_norm: float = 1e-6
+    svdiff_lr: float = 1e-3  # 2-D/4-D shifts; 1-D norm shifts train at svdiff.TrainConfig's ratio to it
     full_lr: float = 4e-5
     lora_lr: float = 1e-4
     lora_rank: int = 4

@@ -29,15 +29,15 @@ def test_highest_fidelity_wins_then_training_prompt_then_smaller_rate() -> None:
     assert calibration.chosen("c") == 1e-3
 
 
-def test_with_lr_replaces_one_rate_and_keeps_the_norm_ratio() -> None:
+def test_with_lr_replaces_one_rate() -> None:
     tripled = with_lr(FULL, "svdiff", 3 * FULL.svdiff_lr)
     assert tripled.svdiff_lr == pytest.approx(3e-3)
-    assert tripled.svdiff_lr_norm == pytest.approx(3 * FULL.svdiff_lr_norm)
     assert (tripled.full_lr, tripled.lora_lr) == (FULL.full_lr, FULL.lora_lr)
     assert with_lr(FULL, "full", 1e-4).full_lr == 1e-4
     assert with_lr(FULL, "lora", 1e-3).lora_lr == 1e-3
-    with pytest.raises(ValueError):
-        with_lr(FULL, "base", 1.0)
+    for method, rate in (("base", 1.0), ("full", 0.0), ("lora", -1e-4), ("svdiff", float("nan"))):
+        with pytest.raises(ValueError):
+            with_lr(FULL, method, rate)
 
 
 def test_apply_sets_every_calibrated_method() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from core import cli
 from core.accounts import user_for_key
+from core.celery_app import beat_schedule_file
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings
 
@@ -60,4 +61,4 @@ def test_beat_schedule_falls_back_to_the_temporary_folder(tmp_path: Path) -> Non
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     settings = Settings(data_dir=blocked / "data", _env_file=None)  # type: ignore[call-arg]
-    assert cli.beat_schedule_file(settings).startswith(tempfile.gettempdir())
+    assert beat_schedule_file(settings).startswith(tempfile.gettempdir())
