@@ -29,9 +29,10 @@ class UNetTraining:
     warmup_steps: int = 200
     caption_dropout: float = 0.1  # empty captions teach the unconditional branch of classifier-free guidance
     min_snr_gamma: float = 5.0  # Min-SNR weighting (Hang et al. 2023): faster convergence at this budget
-    # Capped by (1 + step) / (10 + step): a fixed 0.999 would still average in the first thousand steps' weights
-    # at the end of a run this short.
-    ema_decay: float = 0.999
+    # Each capped by (1 + step) / (10 + step): a fixed 0.999 would still average in the first thousand steps'
+    # weights at the end of a run this short. The build keeps the live weights too and ships whichever of them
+    # follows validation prompts best (basemodel.build).
+    ema_decays: tuple[float, ...] = (0.999, 0.995)
     snapshot_minutes: float = 10.0
 
 
@@ -39,6 +40,18 @@ class UNetTraining:
 class Denoiser:
     unet: UNet2DConditionModel
     text_encoder: CLIPTextModel
+
+
+@dataclass
+class Trained:
+    """The weights a UNet run ends with: the live ones and an exponential moving average per decay."""
+
+    live: Denoiser
+    ema: dict[float, Denoiser]
+    steps: int
+
+    def candidates(self) -> dict[str, Denoiser]:
+        return {**{f"ema-{decay}": weights for decay, weights in self.ema.items()}, "live": self.live}
 
 
 def _ema_update(ema: Denoiser, live: Denoiser, decay: float) -> None:
@@ -59,12 +72,12 @@ def train_unet(
     batches: Iterator[LatentBatch],
     tokenizer: CLIPTokenizer,
     snapshot: Callable[[Denoiser, int], None],
-) -> tuple[Denoiser, int]:
+) -> Trained:
     """Train on `batches` (basemodel.prefetch.latent_batches with this config's seed and batch size), calling
-    `snapshot(ema_weights, step)` every `snapshot_minutes`; returns the EMA weights and steps."""
+    `snapshot(weights, step)` with the first EMA's weights every `snapshot_minutes`."""
     torch.manual_seed(config.seed)
     live = Denoiser(make_unet(), make_text_encoder(tokenizer))
-    ema = copy.deepcopy(live)
+    emas = {decay: copy.deepcopy(live) for decay in config.ema_decays}
     scheduler = make_train_scheduler()
     alphas = scheduler.alphas_cumprod
     snr = alphas / (1.0 - alphas)
@@ -95,12 +108,13 @@ def train_unet(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         done = step + 1
-        _ema_update(ema, live, min(config.ema_decay, (1.0 + step) / (10.0 + step)))
+        for decay, ema in emas.items():
+            _ema_update(ema, live, min(decay, (1.0 + step) / (10.0 + step)))
         if step % 25 == 0:
             log.info("unet step %d loss %.4f lr %.2e (%.2f steps/s)", step, loss.item(),
                      optimizer.param_groups[0]["lr"], (step + 1) / (time.monotonic() - start))  # fmt: skip
         if time.monotonic() - last_snapshot > config.snapshot_minutes * 60:
-            snapshot(ema, step)
+            snapshot(emas[config.ema_decays[0]], step)
             last_snapshot = time.monotonic()
     log.info("unet stops after %d steps, %.1f minutes", done, (time.monotonic() - start) / 60)
-    return ema, done
+    return Trained(live, emas, done)

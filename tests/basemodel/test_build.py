@@ -19,12 +19,16 @@ from basemodel.reader import load_reader
 
 ROOT = Path(__file__).resolve().parents[2]
 
-OVERHEAD_MINUTES = 5.0  # saving snapshots, the reader's 1000-render evaluation, imports
+# Saving snapshots and candidates, sampling the three candidates on 128 validation prompts (about a minute each),
+# imports.
+OVERHEAD_MINUTES = 8.0
 
 
 def test_stage_budgets_fit_in_ninety_minutes() -> None:
+    """The reader's stage runs beside the autoencoder's, so the build takes the longer of the two plus the UNet's."""
     assert set(DEFAULT_MINUTES) == set(STAGES)
-    assert sum(DEFAULT_MINUTES.values()) + OVERHEAD_MINUTES <= 90.0
+    beside = max(DEFAULT_MINUTES["vae"], DEFAULT_MINUTES["reader"])
+    assert beside + DEFAULT_MINUTES["unet"] + OVERHEAD_MINUTES <= 90.0
 
 
 def test_the_shipped_build_stayed_within_its_budgets() -> None:
@@ -34,9 +38,15 @@ def test_the_shipped_build_stayed_within_its_budgets() -> None:
 
 
 def test_prefetched_batches_equal_inline_ones() -> None:
+    """Bit for bit at the build's one thread per process (two threads split the convolutions differently)."""
     vae_path = BASE_MODEL_PATH / "vae"
-    with latent_batches(vae_path, seed=3, size=2, prefetch=False) as inline:
-        expected = [next(inline) for _ in range(2)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with latent_batches(vae_path, seed=3, size=2, prefetch=False) as inline:
+            expected = [next(inline) for _ in range(2)]
+    finally:
+        torch.set_num_threads(threads)
     with latent_batches(vae_path, seed=3, size=2, prefetch=True) as prefetched:
         got = [next(prefetched) for _ in range(2)]
     for (want_latents, want_captions), (latents, captions) in zip(expected, got, strict=True):
@@ -50,13 +60,16 @@ def test_a_tiny_build_makes_a_loadable_pipeline_and_reader(tmp_path: Path) -> No
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "basemodel.build", "--out", str(out), "--work-dir", str(tmp_path / "work"),
-         "--vae-minutes", "0.05", "--unet-minutes", "0.05", "--reader-minutes", "0.05"],
+         "--vae-minutes", "0.05", "--unet-minutes", "0.05", "--reader-minutes", "0.05", "--validation-prompts", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     info = json.loads((out / "build.json").read_text())
     assert set(info) == set(STAGES)
     assert info["unet"]["final"] and info["unet"]["prefetch"] and info["unet"]["steps"] >= 1
+    scores = info["unet"]["validation"]["shape_and_colour"]
+    assert set(scores) == {"ema-0.999", "ema-0.995", "live"} and info["unet"]["chosen"] in scores
+    assert scores[info["unet"]["chosen"]] == max(scores.values())
     pipeline = StableDiffusionPipeline.from_pretrained(out / "tiny-sd", dtype=torch.float32)
     assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
     (reading,) = load_reader(out / "reader").read([np.zeros((64, 64, 3), np.uint8)])
