@@ -107,13 +107,15 @@ def _calibration(results: Results) -> list[str]:
                 "`--lr`)."]
     lines = [f"Each method's recipe rate times {', '.join(f'{f:g}' for f in LR_FACTORS)}, trained on "
              f"`{calibration.subject}` (never scored below), chosen by subject fidelity on its context prompts "
-             "(ties: the training prompt, then the smaller rate):", "",
-             "| method | lr | subject fidelity | fidelity on the training prompt | loss, last 50 steps | train s | "
-             "chosen |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "(ties: the mean share of its shape, colour and pattern found one by one there, then the training "
+             "prompt, then the smaller rate):", "",
+             "| method | lr | subject fidelity | attributes one by one | fidelity on the training prompt | "
+             "loss, last 50 steps | train s | chosen |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for method, trials in calibration.trials.items():
         chosen = calibration.chosen(method)
-        lines += [f"| {LABELS[method]} | {t.lr:.1e} | {t.fidelity:.3f} | {t.training_prompt:.3f} | "
-                  f"{_fmt(t.final_loss, 4)} | {t.seconds:.1f} | {'yes' if t.lr == chosen else ''} |" for t in trials]
+        lines += [f"| {LABELS[method]} | {t.lr:.1e} | {t.fidelity:.3f} | {t.attributes:.3f} | "
+                  f"{t.training_prompt:.3f} | {_fmt(t.final_loss, 4)} | {t.seconds:.1f} | "
+                  f"{'yes' if t.lr == chosen else ''} |" for t in trials]
     return lines
 
 

@@ -9,8 +9,9 @@ from bench.quality.run import main
 from bench.quality.settings import FULL
 
 
-def _trial(lr: float, fidelity: float, training_prompt: float = 0.0) -> Trial:
-    return Trial(lr=lr, fidelity=fidelity, training_prompt=training_prompt, final_loss=None, seconds=1.0)
+def _trial(lr: float, fidelity: float, training_prompt: float = 0.0, attributes: float = 0.0) -> Trial:
+    return Trial(lr=lr, fidelity=fidelity, training_prompt=training_prompt, attributes=attributes, final_loss=None,
+                 seconds=1.0)  # fmt: skip
 
 
 def test_the_calibration_subject_is_never_scored() -> None:
@@ -18,15 +19,17 @@ def test_the_calibration_subject_is_never_scored() -> None:
     assert CALIBRATION_SUBJECT not in FULL.pair
 
 
-def test_highest_fidelity_wins_then_training_prompt_then_smaller_rate() -> None:
+def test_highest_fidelity_wins_then_attributes_then_training_prompt_then_smaller_rate() -> None:
     calibration = Calibration(trials={
-        "a": [_trial(1e-3, 0.2), _trial(3e-3, 0.5), _trial(1e-2, 0.4)],
+        "a": [_trial(1e-3, 0.2, attributes=0.9), _trial(3e-3, 0.5), _trial(1e-2, 0.4)],
         "b": [_trial(1e-3, 0.5, 0.1), _trial(3e-3, 0.5, 0.3), _trial(1e-2, 0.5, 0.3)],
         "c": [_trial(1e-3, 0.0), _trial(3e-3, 0.0), _trial(1e-2, 0.0)],
+        "d": [_trial(1e-3, 0.0, 0.5, 0.4), _trial(3e-3, 0.0, 0.0, 0.6), _trial(1e-2, 0.0, 0.9, 0.5)],
     })
     assert calibration.chosen("a") == 3e-3
     assert calibration.chosen("b") == 3e-3
     assert calibration.chosen("c") == 1e-3
+    assert calibration.chosen("d") == 3e-3
 
 
 def test_with_lr_replaces_one_rate() -> None:
