@@ -185,6 +185,8 @@ def main() -> None:
     unknown = set(stages) - set(STAGES)
     if unknown:
         parser.error(f"unknown stages {sorted(unknown)}")
+    if args.validation_prompts < 1:
+        parser.error("--validation-prompts must be at least 1")
     build(stages, {stage: getattr(args, f"{stage}_minutes") for stage in STAGES}, args.out, args.work_dir,
           args.threads, parallel=not args.serial, validation_prompts=args.validation_prompts)  # fmt: skip
 

@@ -36,12 +36,9 @@ def create_subject(
     """With no `token`, the first free default one; a concurrent request that takes it first makes this one
     pick the next (uq_subjects_user_token decides, in a savepoint)."""
     if token is not None:
-        taken = f"Another of your subjects already uses the token {token!r}."
-        if session.scalar(select(Subject.id).where(Subject.user_id == user.id, Subject.token == token)):
-            raise Conflict(taken)
         subject = _insert_subject(session, user, name, class_word, token)
         if subject is None:
-            raise Conflict(taken)
+            raise Conflict(f"Another of your subjects already uses the token {token!r}.")
         return subject
     candidates = runtime.settings.subject_tokens
     for _ in candidates:
