@@ -76,10 +76,10 @@ def calibrate(train: Callable[[str, str, Settings], Tuned], reader: AttributeRea
             tuned = train(method, CALIBRATION_SUBJECT, with_lr(settings, method, lr))
             scores = evaluate_single(tuned, subject, reader, settings, context_seed=_SEED, training_seed=_SEED - 1000)
             context = scores.context
-            attributes = (context.shape + context.colour + context.pattern) / 3
-            trial = Trial(lr, context.subject, scores.training_prompt, attributes, tuned.final_loss, tuned.seconds)
+            trial = Trial(lr, context.subject, scores.training_prompt, context.attributes, tuned.final_loss,
+                          tuned.seconds)  # fmt: skip
             log.info("calibration %s lr %.1e: fidelity %.3f, attributes %.3f, training prompt %.3f", method, lr,
-                     trial.fidelity, attributes, trial.training_prompt)  # fmt: skip
+                     trial.fidelity, trial.attributes, trial.training_prompt)  # fmt: skip
             calibration.trials[method].append(trial)
             tuned.pipe = None
         log.info("calibration %s: chose lr %.1e", method, calibration.chosen(method))

@@ -46,6 +46,11 @@ class SingleScores:
     colour: float = 0.0
     pattern: float = 0.0
 
+    @property
+    def attributes(self) -> float:
+        """The mean of the three one-attribute rates: a graded signal where whole-subject fidelity is all zeros."""
+        return (self.shape + self.colour + self.pattern) / 3
+
 
 @dataclass
 class DriftScores:

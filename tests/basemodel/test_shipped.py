@@ -77,7 +77,7 @@ def test_reader_reads_every_attribute_of_fresh_renders(reader: AttributeReader) 
 @pytest.mark.slow
 def test_base_model_follows_its_prompts(pipeline: StableDiffusionPipeline, reader: AttributeReader) -> None:
     """512 prompts (on 64 the standard error is 5 points), with the one thread the card's figure was measured on
-    (`python -m basemodel.evaluate --n 512 --seed 3`), about 4 minutes."""
+    (`python -m basemodel.evaluate --n 512 --seed 3`), about 3 minutes."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

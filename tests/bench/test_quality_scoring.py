@@ -10,7 +10,16 @@ from basemodel import READER_PATH, world
 from basemodel.reader import ObjectReading, Reading
 from basemodel.subjects import SUBJECTS
 from bench.quality.prompts import context_prompts, pair_prompts, unseen_backgrounds
-from bench.quality.scoring import leaks, pair_flags, score_context, score_drift, score_pairs, shows, shows_held_out
+from bench.quality.scoring import (
+    SingleScores,
+    leaks,
+    pair_flags,
+    score_context,
+    score_drift,
+    score_pairs,
+    shows,
+    shows_held_out,
+)
 
 STAR, SQUARE = SUBJECTS["purple-checkered-star"], SUBJECTS["orange-ringed-square"]
 
@@ -86,3 +95,9 @@ def test_true_pair_renders(reader) -> None:  # type: ignore[no-untyped-def]
     assert score_pairs(reader, [image], [(SQUARE, STAR)]).both == 0.0
     single = world.render_image(STAR.scenes(1)[0])
     assert score_pairs(reader, [single], [(STAR, SQUARE)]).two == 0.0
+
+
+def test_attributes_is_the_mean_of_the_one_attribute_rates() -> None:
+    scores = SingleScores(n=4, subject=0.0, prompt=0.0, background=1.0, position=0.5, shape=1.0, colour=0.5,
+                          pattern=0.0)  # fmt: skip
+    assert scores.attributes == 0.5
