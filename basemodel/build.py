@@ -59,12 +59,19 @@ class Build:
         train_vae(seed=0, max_steps=5000, minutes=minutes).save_pretrained(self.vae_dir)
         self.record("vae", minutes=round((time.monotonic() - start) / 60, 1))
 
-    def unet(self, minutes: float, prefetch: bool, fresh_vae: bool) -> None:
+    def unet(self, minutes: float, prefetch: bool, fresh_vae: bool, init_from: Path | None = None,
+             lr: float = UNetTraining.lr) -> None:  # fmt: skip
+        """`init_from`: a pipeline whose UNet and text encoder to continue training, with its own autoencoder."""
         # Without the autoencoder stage in this build, the UNet trains on the shipped one (`--stages unet`).
-        vae_source = self.vae_dir if fresh_vae else BASE_MODEL_PATH / "vae"
+        vae_source = init_from / "vae" if init_from else self.vae_dir if fresh_vae else BASE_MODEL_PATH / "vae"
         vae, tokenizer = load_vae(vae_source), build_tokenizer()
         log.info("unet stage: autoencoder from %s, batches %s", vae_source, "prefetched" if prefetch else "inline")
-        config = UNetTraining(minutes=minutes)
+        init = None
+        if init_from is not None:
+            start_from = load(init_from)
+            init = Denoiser(start_from.unet, start_from.text_encoder)
+            log.info("unet stage: continues the UNet and text encoder of %s", init_from)
+        config = UNetTraining(minutes=minutes, lr=lr)
         start = time.monotonic()
 
         def snapshot(weights: Denoiser, step: int) -> None:
@@ -73,22 +80,24 @@ class Build:
             log.info("snapshot at step %d saved to %s", step, self.pipeline_dir)
 
         with latent_batches(vae_source, config.seed, config.batch_size, prefetch) as batches:
-            trained = train_unet(config, batches, tokenizer, snapshot)
+            trained = train_unet(config, batches, tokenizer, snapshot, init)
         shutil.rmtree(self.candidates_dir, ignore_errors=True)
         for name, weights in trained.candidates().items():
             save(assemble(vae, weights.unet, weights.text_encoder, tokenizer), self.candidates_dir / name)
         self.record("unet", steps=trained.steps, minutes=round((time.monotonic() - start) / 60, 1), final=False,
-                    batch_size=config.batch_size, budget_minutes=config.minutes, prefetch=prefetch)  # fmt: skip
+                    batch_size=config.batch_size, budget_minutes=config.minutes, prefetch=prefetch, lr=config.lr,
+                    init_from=str(init_from) if init_from else None)  # fmt: skip
 
     def choose(self, reader_dir: Path, prompts: int) -> None:
-        """Ship the candidate whose samples the reader finds the prompted shape and colour in most often."""
+        """Ship the candidate whose samples the reader finds the prompted attributes in most often (the mean over
+        shape, colour, pattern, position and background)."""
         start = time.monotonic()
         reader = load_reader(reader_dir)
         scores: dict[str, float] = {}
         for candidate in sorted(self.candidates_dir.iterdir()):
             following = prompt_following(load(candidate), reader, n=prompts, seed=VALIDATION_SEED)
-            scores[candidate.name] = following.rates()["shape_and_colour"]
-            log.info("candidate %s follows %.1f%% of validation prompts", candidate.name, 100 * scores[candidate.name])
+            scores[candidate.name] = following.mean_attribute_rate()
+            log.info("candidate %s: %.1f%% of prompted attributes found", candidate.name, 100 * scores[candidate.name])
         chosen = max(sorted(scores), key=lambda name: scores[name])
         staging = self.pipeline_dir.with_name(self.pipeline_dir.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
@@ -97,7 +106,7 @@ class Build:
         staging.rename(self.pipeline_dir)
         info = json.loads(self.info.read_text())["unet"]
         self.record("unet", **{**info, "final": True, "chosen": chosen,
-                               "validation": {"seed": VALIDATION_SEED, "prompts": prompts, "shape_and_colour": scores},
+                               "validation": {"seed": VALIDATION_SEED, "prompts": prompts, "mean_attribute": scores},
                                "choice_minutes": round((time.monotonic() - start) / 60, 1)})  # fmt: skip
 
     def reader(self, minutes: float, threads: int) -> dict[str, object]:
@@ -125,7 +134,8 @@ def _reader_process(out: Path, work_dir: Path, minutes: float, threads: int) -> 
 
 
 def build(stages: tuple[str, ...], minutes: dict[str, float], out: Path, work_dir: Path, threads: int,
-          parallel: bool, validation_prompts: int = VALIDATION_PROMPTS) -> None:  # fmt: skip
+          parallel: bool, validation_prompts: int = VALIDATION_PROMPTS, init_from: Path | None = None,
+          unet_lr: float = UNetTraining.lr) -> None:  # fmt: skip
     """`parallel`: the reader in its own process beside the other stages, and the UNet's batches prefetched."""
     target = Build(out, work_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +157,7 @@ def build(stages: tuple[str, ...], minutes: dict[str, float], out: Path, work_di
             target.vae(minutes["vae"])
         check_reader()  # before the long stage, not after it
         if "unet" in stages:
-            target.unet(minutes["unet"], prefetch=parallel, fresh_vae="vae" in stages)
+            target.unet(minutes["unet"], prefetch=parallel, fresh_vae="vae" in stages, init_from=init_from, lr=unet_lr)
         if reader is not None:
             reader.join()
             check_reader()
@@ -155,7 +165,9 @@ def build(stages: tuple[str, ...], minutes: dict[str, float], out: Path, work_di
         elif "reader" in stages:
             target.record("reader", **target.reader(minutes["reader"], threads))
         if "unet" in stages:
-            target.choose(target.reader_dir if "reader" in stages else READER_PATH, validation_prompts)
+            # A reader this build made (in this run or an earlier one into the same folder) reads its own world best.
+            own_reader = "reader" in stages or (target.reader_dir / "config.json").exists()
+            target.choose(target.reader_dir if own_reader else READER_PATH, validation_prompts)
     finally:
         if reader is not None and reader.is_alive():
             reader.terminate()
@@ -176,6 +188,9 @@ def main() -> None:
                         help="one process: no reader beside the other stages, no batch producer")  # fmt: skip
     parser.add_argument("--validation-prompts", type=int, default=VALIDATION_PROMPTS,
                         help="prompts on which the UNet's candidate weights are compared")  # fmt: skip
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="continue the UNet and text encoder of this pipeline (with its autoencoder)")  # fmt: skip
+    parser.add_argument("--unet-lr", type=float, default=UNetTraining.lr, help="peak learning rate of the UNet stage")
     args = parser.parse_args()
     # `timeout`, `make` and `kill` send SIGTERM: exit through the `finally` blocks that stop the helper processes.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -187,8 +202,13 @@ def main() -> None:
         parser.error(f"unknown stages {sorted(unknown)}")
     if args.validation_prompts < 1:
         parser.error("--validation-prompts must be at least 1")
+    if args.init_from is not None and "vae" in stages:
+        parser.error("--init-from continues a pipeline with its own autoencoder: leave the vae stage out")
+    if not args.unet_lr > 0:
+        parser.error("--unet-lr must be positive")
     build(stages, {stage: getattr(args, f"{stage}_minutes") for stage in STAGES}, args.out, args.work_dir,
-          args.threads, parallel=not args.serial, validation_prompts=args.validation_prompts)  # fmt: skip
+          args.threads, parallel=not args.serial, validation_prompts=args.validation_prompts,
+          init_from=args.init_from, unet_lr=args.unet_lr)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Does the base model follow its prompts? Sample random base-world prompts and read the samples back.
 
-`python -m basemodel.evaluate --n 64` prints, per attribute, how often the reader finds what the prompt asked for.
+`python -m basemodel.evaluate --n 64` prints, per attribute and layout, how often the reader finds what the prompt
+asked for, and how much the reserved identifiers move the text encoder's output next to attribute words; its last
+line is `prompt-following: single_min=<f> pairs=<f> token_visibility=<f>`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from basemodel import BASE_MODEL_PATH, DEFAULT_GUIDANCE, DEFAULT_STEPS, READER_P
 from basemodel.pipeline import load
 from basemodel.reader import AttributeReader, Reading, load_reader, scene_reading
 from basemodel.train_reader import EVAL_ID_START, labelled_batch
+from basemodel.visibility import token_visibility
 
 _PROMPT_STREAM = 5
 Layout = Literal["single", "pair"]
+ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "pattern", "position", "background")
 
 
 def prompt_scenes(n: int, seed: int = 0) -> list[world.Scene]:
@@ -63,6 +67,20 @@ class Following:
         own = [found for sample_layout, found in self.hits if layout in (None, sample_layout)]
         return {attribute: float(np.mean([f[attribute] for f in own])) for attribute in own[0]} if own else {}
 
+    def mean_attribute_rate(self) -> float:
+        """The mean over shape, colour, pattern, position and background of the rates on all samples."""
+        rates = self.rates()
+        return float(np.mean([rates[attribute] for attribute in ATTRIBUTES]))
+
+    def single_min(self) -> float:
+        """The lowest of the single objects' rates of shape, colour, pattern, position and background."""
+        rates = self.rates("single")
+        return min(rates[attribute] for attribute in ATTRIBUTES) if rates else float("nan")
+
+    def pairs(self) -> float:
+        """How often both halves of a pair have the prompted shape and colour."""
+        return self.rates("pair").get("shape_and_colour", float("nan"))
+
 
 def prompt_following(
     pipeline: StableDiffusionPipeline,
@@ -102,7 +120,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
-    parser.add_argument("--by-layout", action="store_true", help="also the rates of one- and two-object prompts")
     parser.add_argument("--reconstructions", action="store_true",
                         help="instead, read autoencoder round trips of fresh renders")  # fmt: skip
     args = parser.parse_args()
@@ -113,10 +130,13 @@ def main() -> None:
         return
     following = prompt_following(pipeline, reader, args.n, args.seed, args.steps, args.guidance)
     report: dict[str, object] = {"n": args.n, "steps": args.steps, "guidance": args.guidance, **following.rates()}
-    if args.by_layout:
-        for layout in get_args(Layout):
-            report[layout] = {"n": sum(own == layout for own, _ in following.hits), **following.rates(layout)}
+    for layout in get_args(Layout):
+        report[layout] = {"n": sum(own == layout for own, _ in following.hits), **following.rates(layout)}
+    visibility = token_visibility(pipeline.text_encoder, pipeline.tokenizer)
+    report["visibility"] = {"identifiers": visibility.identifiers, "attribute_words": visibility.attributes}
     print(json.dumps(report, indent=2))
+    print(f"prompt-following: single_min={following.single_min():.3f} pairs={following.pairs():.3f} "
+          f"token_visibility={visibility.ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The attribute reader: a small CNN that reads a world image back into its attributes.
 
 It reads the background, how many objects there are, the single object's shape, colour, pattern, position and
-size, and, for two-object images, the shape, colour and pattern of the object in each half. The benchmarks use it
-to score samples of the base model and of personalized models.
+size and instance details (tone, marks, outline), and, for two-object images, the shape, colour and pattern of the
+object in each half. The benchmarks use it to score samples of the base model and of personalized models.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ HEADS: dict[str, tuple[str, ...]] = {
     "single_pattern": vocab.PATTERNS,
     "single_position": vocab.SINGLE_POSITIONS,
     "single_size": vocab.SIZES,
+    "single_tone": vocab.TONES,
+    "single_marks": vocab.MARKS,  # patterned objects only
+    "single_outline": vocab.OUTLINES,
     "left_shape": vocab.SHAPES,
     "left_colour": vocab.COLOURS,
     "left_pattern": vocab.PATTERNS,
@@ -49,7 +52,14 @@ class ObjectReading:
     colour: str
     pattern: str
     position: str
-    size: str | None = None  # read for single objects only
+    size: str | None = None  # read for single objects only, as are the details below
+    tone: str | None = None
+    marks: str | None = None  # None for a plain object too: it has no marks
+    outline: str | None = None
+
+    @property
+    def details(self) -> dict[str, str | None]:
+        return {kind: getattr(self, kind) for kind in vocab.DETAILS}
 
 
 @dataclass(frozen=True)
@@ -67,19 +77,25 @@ def scene_labels(scene: Scene) -> dict[str, int]:
         labels[f"{prefix}_colour"] = vocab.COLOURS.index(spec.colour)
         labels[f"{prefix}_pattern"] = vocab.PATTERNS.index(spec.pattern)
     if len(scene.objects) == 1:
-        labels["single_position"] = vocab.SINGLE_POSITIONS.index(scene.objects[0].position)
-        labels["single_size"] = vocab.SIZES.index(scene.objects[0].size)
+        (spec,) = scene.objects
+        labels["single_position"] = vocab.SINGLE_POSITIONS.index(spec.position)
+        labels["single_size"] = vocab.SIZES.index(spec.size)
+        for kind, values in vocab.DETAILS.items():
+            if kind != "marks" or spec.pattern != "plain":
+                labels[f"single_{kind}"] = values.index(getattr(spec, kind))
     return labels
 
 
 def scene_reading(scene: Scene) -> Reading:
     """What a perfect reader would return for a scene."""
-    single = len(scene.objects) == 1
-    objects = tuple(
-        ObjectReading(spec.shape, spec.colour, spec.pattern, spec.position, spec.size if single else None)
-        for spec in scene.objects
-    )
-    return Reading(scene.background, objects)
+    if len(scene.objects) == 1:
+        (spec,) = scene.objects
+        marks = None if spec.pattern == "plain" else spec.marks
+        single = ObjectReading(spec.shape, spec.colour, spec.pattern, spec.position, spec.size, spec.tone, marks,
+                               spec.outline)  # fmt: skip
+        return Reading(scene.background, (single,))
+    return Reading(scene.background, tuple(ObjectReading(spec.shape, spec.colour, spec.pattern, spec.position)
+                                           for spec in scene.objects))  # fmt: skip
 
 
 def _block(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
@@ -140,14 +156,17 @@ class AttributeReader(nn.Module):
             if layout == "pair" or (layout == "auto" and label["count"] == "two"):
                 objects = tuple(_object(label, side, side) for side in vocab.PAIR_POSITIONS)
             else:
-                objects = (_object(label, "single", label["single_position"], label["single_size"]),)
+                marks = None if label["single_pattern"] == "plain" else label["single_marks"]
+                objects = (ObjectReading(label["single_shape"], label["single_colour"], label["single_pattern"],
+                                         label["single_position"], label["single_size"], label["single_tone"], marks,
+                                         label["single_outline"]),)  # fmt: skip
             readings.append(Reading(label["background"], objects))
         return readings
 
 
-def _object(label: dict[str, str], prefix: str, position: str, size: str | None = None) -> ObjectReading:
+def _object(label: dict[str, str], prefix: str, position: str) -> ObjectReading:
     shape, colour, pattern = (label[f"{prefix}_{kind}"] for kind in ("shape", "colour", "pattern"))
-    return ObjectReading(shape, colour, pattern, position, size)
+    return ObjectReading(shape, colour, pattern, position)
 
 
 def _as_frame(image: Image.Image | np.ndarray) -> Image.Image:

@@ -72,11 +72,15 @@ def train_unet(
     batches: Iterator[LatentBatch],
     tokenizer: CLIPTokenizer,
     snapshot: Callable[[Denoiser, int], None],
+    init: Denoiser | None = None,
 ) -> Trained:
     """Train on `batches` (basemodel.prefetch.latent_batches with this config's seed and batch size), calling
-    `snapshot(weights, step)` with the first EMA's weights every `snapshot_minutes`."""
+    `snapshot(weights, step)` with the first EMA's weights every `snapshot_minutes`; from `init`'s weights when
+    given (a continued build), else from scratch."""
     torch.manual_seed(config.seed)
-    live = Denoiser(make_unet(), make_text_encoder(tokenizer))
+    live = init if init is not None else Denoiser(make_unet(), make_text_encoder(tokenizer))
+    live.unet.train()
+    live.text_encoder.train()
     emas = {decay: copy.deepcopy(live) for decay in config.ema_decays}
     scheduler = make_train_scheduler()
     alphas = scheduler.alphas_cumprod

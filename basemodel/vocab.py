@@ -31,6 +31,33 @@ RESERVED_TOKENS: tuple[str, ...] = (
     "rhx", "cqv", "dwj", "fxk",
 )  # fmt: skip
 
+# Instance details: what a subject has beyond its words. Base training draws them at random under the same caption
+# (no word names them) and the attribute reader reads them, so a subject is a particular instance, as a user's dog is.
+TONES: tuple[str, ...] = ("deep", "mid", "pale")  # the exact shade within a colour word
+MARKS: tuple[str, ...] = ("fine", "coarse")  # the pattern's period and mark size (stripe, dot, ring, cell)
+OUTLINES: tuple[str, ...] = ("soft", "bold")
+DETAILS: dict[str, tuple[str, ...]] = {"tone": TONES, "marks": MARKS, "outline": OUTLINES}
+
+# Each reserved identifier is a rare alias for one set of instance details: base captions carry one now and then,
+# and the object it precedes takes those details. The text encoder so passes the identifiers on, as it does
+# attribute words, while an identifier alone asks for nothing a subject is made of: its shape, colour and pattern
+# stay free. Personalization overwrites the alias.
+_DETAIL_SETS: tuple[dict[str, str], ...] = tuple(
+    {"tone": tone, "marks": marks, "outline": outline} for tone in TONES for marks in MARKS for outline in OUTLINES
+)
+IDENTIFIER_CUES: dict[str, dict[str, str]] = {
+    token: _DETAIL_SETS[(7 * i) % len(_DETAIL_SETS)] for i, token in enumerate(RESERVED_TOKENS)
+}
+
+# The instance subjects' (shape, colour, pattern): base training never draws these combinations, so that only a
+# subject's identifier can bring one back (basemodel.subjects).
+INSTANCE_COMBINATIONS: frozenset[tuple[str, str, str]] = frozenset({
+    ("diamond", "green", "dotted"),
+    ("cross", "red", "striped"),
+    ("circle", "yellow", "striped"),
+    ("square", "purple", "dotted"),
+})  # fmt: skip
+
 HELD_OUT_WORDS: frozenset[str] = frozenset(HELD_OUT_SHAPES + HELD_OUT_PATTERNS)
 
 WORLD_WORDS: tuple[str, ...] = tuple(

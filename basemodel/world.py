@@ -6,7 +6,7 @@ Coordinates are in a 64-pixel frame and scaled for larger renders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -28,7 +28,25 @@ COLOUR_RGB: dict[str, tuple[int, int, int]] = {
 }
 # Pattern marks are a darker shade of the object's own colour, so the colour stays readable on any pattern.
 _PATTERN_SHADE = 0.4
-_OUTLINE_SHADE = 0.5
+# Outline: how many pixels of the shape's rim are darkened, and to what share of the fill.
+_OUTLINE = {"soft": (1, 0.5), "bold": (3, 0.3)}
+_DEEP, _PALE = 0.7, 0.45  # deep: the colour darkened by this factor; pale: this share of white mixed in
+# White cannot be paler; its pale tone is a warm cream instead.
+_WHITE_PALE = (250, 232, 190)
+
+
+def object_rgb(colour: str, tone: str) -> np.ndarray:
+    """The fill of an object: its colour word's RGB in one of the tones."""
+    rgb = np.array(COLOUR_RGB[colour], dtype=np.float32)
+    if tone == "deep":
+        return rgb * _DEEP
+    if tone == "pale":
+        if colour == "white":
+            return np.array(_WHITE_PALE, dtype=np.float32)
+        return rgb * (1.0 - _PALE) + 255.0 * _PALE
+    if tone != "mid":
+        raise ValueError(f"unknown tone {tone!r}")
+    return rgb
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,17 @@ class ObjectSpec:
     size: str  # "small" | "large"
     dx: float = 0.0  # jitter of the centre, in frame pixels
     dy: float = 0.0
+    # Instance details (vocab.DETAILS): no caption word names them.
+    tone: str = "mid"
+    marks: str = "fine"
+    outline: str = "soft"
+
+    def with_details(self, **details: str) -> ObjectSpec:
+        return replace(self, **details)
+
+    @property
+    def details(self) -> dict[str, str]:
+        return {kind: getattr(self, kind) for kind in vocab.DETAILS}
 
 
 @dataclass(frozen=True)
@@ -57,9 +86,11 @@ class Palette:
     patterns: tuple[str, ...]
     colours: tuple[str, ...] = vocab.COLOURS
     backgrounds: tuple[str, ...] = vocab.BACKGROUNDS
+    # (shape, colour, pattern) combinations never drawn: the instance subjects', which only an identifier may ask for.
+    excluded: frozenset[tuple[str, str, str]] = frozenset()
 
 
-BASE_PALETTE = Palette(shapes=vocab.BASE_SHAPES, patterns=vocab.BASE_PATTERNS)
+BASE_PALETTE = Palette(shapes=vocab.BASE_SHAPES, patterns=vocab.BASE_PATTERNS, excluded=vocab.INSTANCE_COMBINATIONS)
 FULL_PALETTE = Palette(shapes=vocab.SHAPES, patterns=vocab.PATTERNS)
 
 PAIR_PROBABILITY = 0.4
@@ -79,14 +110,17 @@ def _geometry(spec: ObjectSpec, n_objects: int) -> tuple[float, float, float]:
 
 def sample_object(rng: np.random.Generator, palette: Palette, position: str, size: str) -> ObjectSpec:
     jitter_y = 3.0 if size == "large" else 7.0
+    while True:
+        kind = (str(rng.choice(palette.shapes)), str(rng.choice(palette.colours)), str(rng.choice(palette.patterns)))
+        if kind not in palette.excluded:
+            break
     return ObjectSpec(
-        shape=str(rng.choice(palette.shapes)),
-        colour=str(rng.choice(palette.colours)),
-        pattern=str(rng.choice(palette.patterns)),
+        *kind,
         position=position,
         size=size,
         dx=float(rng.uniform(-2.0, 2.0)),
         dy=float(rng.uniform(-jitter_y, jitter_y)),
+        **{detail: str(rng.choice(values)) for detail, values in vocab.DETAILS.items()},
     )
 
 
@@ -152,23 +186,33 @@ def shape_mask(shape: str, cx: float, cy: float, radius: float, size: int) -> np
 # -------------------------------------------------------------------------------------------- patterns
 
 
-def pattern_marks(pattern: str, cx: float, cy: float, scale: float, size: int) -> np.ndarray:
+# Per pattern and marks: (period, mark width or dot radius), in frame pixels. Nothing finer than a 6-pixel period:
+# 4-pixel cells alternate every latent pixel and blur to streaks in the autoencoder.
+_MARK_GEOMETRY: dict[str, dict[str, tuple[float, float]]] = {
+    "striped": {"fine": (6.0, 2.5), "coarse": (10.0, 4.5)},
+    "dotted": {"fine": (7.0, 1.9), "coarse": (11.0, 3.3)},
+    "checkered": {"fine": (6.0, 6.0), "coarse": (9.0, 9.0)},
+    "ringed": {"fine": (6.0, 2.5), "coarse": (10.0, 4.5)},
+}
+
+
+def pattern_marks(pattern: str, cx: float, cy: float, scale: float, size: int, marks: str = "fine") -> np.ndarray:
     """Where a pattern's darker marks fall, (size, size) bool, anchored at the object's centre."""
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     u, v = (xs + 0.5 - cx) / scale, (ys + 0.5 - cy) / scale  # frame pixels from the centre
     if pattern == "plain":
         return np.zeros((size, size), dtype=bool)
+    if pattern not in _MARK_GEOMETRY:
+        raise ValueError(f"unknown pattern {pattern!r}")
+    period, width = _MARK_GEOMETRY[pattern][marks]
     if pattern == "striped":
-        return np.mod(v + 1.5, 8.0) < 3.0
+        return np.mod(v + width / 2, period) < width
     if pattern == "dotted":
-        du, dv = np.mod(u + 4.0, 8.0) - 4.0, np.mod(v + 4.0, 8.0) - 4.0
-        return du**2 + dv**2 < 2.2**2
+        du, dv = np.mod(u + period / 2, period) - period / 2, np.mod(v + period / 2, period) - period / 2
+        return du**2 + dv**2 < width**2
     if pattern == "checkered":
-        # 6-pixel cells: 4-pixel ones alternate every latent pixel and blur to streaks in the autoencoder.
-        return (np.floor(u / 6.0) + np.floor(v / 6.0)) % 2 == 0
-    if pattern == "ringed":
-        return np.mod(np.hypot(u, v) + 1.5, 7.0) < 3.0
-    raise ValueError(f"unknown pattern {pattern!r}")
+        return (np.floor(u / period) + np.floor(v / period)) % 2 == 0
+    return np.mod(np.hypot(u, v) + width / 2, period) < width  # ringed
 
 
 # ----------------------------------------------------------------------------------------- backgrounds
@@ -215,12 +259,19 @@ def render_background(name: str, size: int, rng: np.random.Generator) -> np.ndar
 # ---------------------------------------------------------------------------------------------- render
 
 
-def _edge(mask: np.ndarray) -> np.ndarray:
+def _erode(mask: np.ndarray) -> np.ndarray:
     padded = np.pad(mask, 1)
-    eroded = np.minimum.reduce(
+    return np.minimum.reduce(
         [padded[1:-1, 1:-1], padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
     )
-    return mask - eroded
+
+
+def _rim(mask: np.ndarray, width: int) -> np.ndarray:
+    """The outer `width` pixels of a coverage mask."""
+    inner = mask
+    for _ in range(width):
+        inner = _erode(inner)
+    return mask - inner
 
 
 def render(scene: Scene, size: int = FRAME) -> np.ndarray:
@@ -231,10 +282,11 @@ def render(scene: Scene, size: int = FRAME) -> np.ndarray:
     for spec in scene.objects:
         cx, cy, radius = (value * scale for value in _geometry(spec, len(scene.objects)))
         mask = shape_mask(spec.shape, cx, cy, radius, size)
-        colour = np.array(COLOUR_RGB[spec.colour], dtype=np.float32)
-        marks = pattern_marks(spec.pattern, cx, cy, scale, size)
+        colour = object_rgb(spec.colour, spec.tone)
+        marks = pattern_marks(spec.pattern, cx, cy, scale, size, spec.marks)
         fill = np.where(marks[..., None], colour * _PATTERN_SHADE, colour)
-        fill = fill * (1.0 - (1.0 - _OUTLINE_SHADE) * _edge(mask))[..., None]
+        rim_width, rim_shade = _OUTLINE[spec.outline]
+        fill = fill * (1.0 - (1.0 - rim_shade) * _rim(mask, max(1, round(rim_width * scale))))[..., None]
         image = image * (1.0 - mask[..., None]) + fill * mask[..., None]
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
@@ -278,8 +330,8 @@ def sample_style(rng: np.random.Generator) -> CaptionStyle:
     )
 
 
-def describe_object(spec: ObjectSpec, style: CaptionStyle, with_size: bool) -> str:
-    words: list[str] = []
+def describe_object(spec: ObjectSpec, style: CaptionStyle, with_size: bool, identifier: str | None = None) -> str:
+    words: list[str] = [identifier] if identifier else []
     if with_size and style.size:
         words.append(spec.size)
     if style.colour:
@@ -294,14 +346,17 @@ def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def caption(scene: Scene, style: CaptionStyle = FULL_STYLE) -> str:
+def caption(scene: Scene, style: CaptionStyle = FULL_STYLE, identifiers: tuple[str | None, ...] = ()) -> str:
+    """`identifiers`: per object, a reserved identifier to put before its words, or None."""
+    named = identifiers or (None,) * len(scene.objects)
     if len(scene.objects) == 2:
-        left, right = (describe_object(spec, style, with_size=False) for spec in scene.objects)
+        left, right = (describe_object(spec, style, False, identifier)
+                       for spec, identifier in zip(scene.objects, named, strict=True))  # fmt: skip
         parts = [f"{right} on the right and {left} on the left" if style.swap else
                  f"{left} on the left and {right} on the right"]  # fmt: skip
     else:
         (spec,) = scene.objects
-        parts = [describe_object(spec, style, with_size=True)]
+        parts = [describe_object(spec, style, True, named[0])]
         if style.position:
             parts[0] += " " + _POSITION_PHRASE[spec.position]
     if style.background:
@@ -310,12 +365,32 @@ def caption(scene: Scene, style: CaptionStyle = FULL_STYLE) -> str:
     return f"a photo of {text}" if style.photo else text
 
 
+IDENTIFIER_PROBABILITY = 0.15  # of a base caption naming one of its objects with a reserved identifier
+
+
+def with_identifier(scene: Scene, rng: np.random.Generator) -> tuple[Scene, tuple[str | None, ...]]:
+    """Now and then, one object named by a random identifier, and given the details that identifier aliases."""
+    if rng.random() >= IDENTIFIER_PROBABILITY:
+        return scene, (None,) * len(scene.objects)
+    token = str(rng.choice(vocab.RESERVED_TOKENS))
+    which = int(rng.integers(len(scene.objects)))
+    cue = vocab.IDENTIFIER_CUES[token]
+    objects = tuple(spec.with_details(**cue) if i == which else spec for i, spec in enumerate(scene.objects))
+    identifiers = tuple(token if i == which else None for i in range(len(objects)))
+    return replace(scene, objects=objects), identifiers
+
+
 def base_training_example(seed: int) -> tuple[Scene, str]:
-    """One base-training scene and its caption: only base shapes and patterns, a randomly abridged caption."""
+    """One base-training scene and its caption: only base shapes and patterns, never an instance subject's
+    combination, a randomly abridged caption, now and then an identifier with the details it aliases."""
     rng = np.random.default_rng([seed, 1])
     scene = sample_scene(rng, BASE_PALETTE)
-    text = caption(scene, sample_style(rng))
+    style = sample_style(rng)
+    scene, identifiers = with_identifier(scene, rng)
+    text = caption(scene, style, identifiers)
     leaked = {word for spec in scene.objects for word in (spec.shape, spec.pattern)} | set(text.split())
     if leaked & vocab.HELD_OUT_WORDS:
         raise RuntimeError(f"held-out attribute in a base-training example: {sorted(leaked & vocab.HELD_OUT_WORDS)}")
+    if {(spec.shape, spec.colour, spec.pattern) for spec in scene.objects} & vocab.INSTANCE_COMBINATIONS:
+        raise RuntimeError("an instance subject's combination in a base-training example")
     return scene, text
