@@ -26,11 +26,19 @@ def pick(images: torch.Tensor, generator: torch.Generator, flip: bool) -> torch.
     return random_flip(images[index : index + 1], generator, flip)[0]  # (3, H, W)
 
 
+def _template(config: TrainConfig, generator: torch.Generator) -> str:
+    """The instance prompt's phrasing for one sample; no draw (the paper's run, exactly) without extra templates."""
+    if not config.prompt_templates:
+        return config.subject_prompt
+    templates = (config.subject_prompt, *config.prompt_templates)
+    return templates[int(torch.randint(len(templates), (), generator=generator))]
+
+
 def _instance(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainConfig,
               generator: torch.Generator) -> tuple[torch.Tensor, str, tuple[str, str] | None]:
     if len(layout) == 1:
         subject = data[layout[0]]
-        prompt = subject_prompt(subject.token, subject.class_word, config.subject_prompt)
+        prompt = subject_prompt(subject.token, subject.class_word, _template(config, generator))
         return pick(subject.photos, generator, config.flip), prompt, None
     left, right = data[layout[0]], data[layout[1]]
     # Each photo is flipped before it is cut, so a flip never moves a subject to the other side.

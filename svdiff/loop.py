@@ -52,9 +52,16 @@ def trainable_layers(model: SpectralShiftModel, config: TrainConfig) -> list[str
 
 def make_optimizer(model: SpectralShiftModel, keys: list[str], config: TrainConfig) -> torch.optim.AdamW:
     chosen = {id(model.layers[k].delta) for k in keys}
+    text = {id(model.layers[k].delta) for k in keys if k.split(".", 1)[0] in TEXT_ENCODER_COMPONENTS}
     groups = []
     for group in model.param_groups(config.lr, config.lr_norm):
         params = [p for p in group["params"] if id(p) in chosen]  # type: ignore[attr-defined]
+        if config.lr_text is not None and group["name"] == "matrix":
+            # The text encoder's singular values in a group of their own, at their own rate.
+            own = [p for p in params if id(p) in text]
+            params = [p for p in params if id(p) not in text]
+            if own:
+                groups.append({**group, "params": own, "lr": config.lr_text, "name": "text_matrix"})
         if params:
             groups.append({**group, "params": params})
     return torch.optim.AdamW(groups, betas=(0.9, 0.999), weight_decay=config.weight_decay)

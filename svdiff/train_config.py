@@ -56,6 +56,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     flip: bool = True
     subject_prompt: str = SUBJECT_PROMPT
+    # More phrasings of the instance prompt: each single-subject sample draws one of subject_prompt and these
+    # uniformly, so that the subject binds to its token rather than to one sentence (empty: the paper's one prompt).
+    prompt_templates: tuple[str, ...] = ()
+    lr_text: float | None = None  # the text encoder's 2-D shifts; None: the same rate as the UNet's (lr)
     mix_prompt: str = MIX_PROMPT
     class_prompt: str = CLASS_PROMPT
     prior_mix_prompt: str = PRIOR_MIX_PROMPT
@@ -72,10 +76,16 @@ class TrainConfig:
             raise TrainConfigError("prior preservation needs num_class_images >= 1")
         if min(self.lr, self.lr_norm, self.max_grad_norm, self.prior_weight, self.unmix_weight) < 0:
             raise TrainConfigError("learning rates, weights and max_grad_norm must be non-negative")
+        if self.lr_text is not None and not self.lr_text >= 0:
+            raise TrainConfigError("lr_text must be non-negative (or None for the UNet's rate)")
+        for template in (self.subject_prompt, *self.prompt_templates):
+            if "{token}" not in template or "{class_word}" not in template:
+                raise TrainConfigError(f"a subject prompt template needs {{token}} and {{class_word}}: {template!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shift_config"] = self.shift_config.to_dict()
+        data["prompt_templates"] = list(self.prompt_templates)
         return data
 
 

@@ -9,7 +9,7 @@ import torch
 
 from svdiff.batches import SubjectPixels, subject_batch
 from svdiff.cutmix import collage, draw_layout, half_masks, layout_prompt, mix_prompt, prior_mix_prompt
-from svdiff.train_config import TrainConfig
+from svdiff.train_config import TrainConfig, TrainConfigError
 
 
 @pytest.mark.parametrize("width", [16, 15])
@@ -93,3 +93,29 @@ def test_subject_batches_mix_instances_and_priors_the_same_way():
             assert torch.allclose(prior[..., 4:], torch.full_like(prior[..., 4:], 0.5 + right / 10))
         assert batch.pairs[4:] == [None] * 4
     assert seen_collage and seen_single
+
+
+def test_prompt_templates_vary_the_instance_prompt_and_leave_priors_alone():
+    data = [SubjectPixels("xq", "dog", _solid(0.1), _solid(0.6))]
+    templates = ("a {token} {class_word}", "{token} {class_word}")
+    config = TrainConfig(batch_size=4, prompt_templates=templates)
+    generator = torch.Generator().manual_seed(3)
+    prompts = [subject_batch(data, config, generator).prompts for _ in range(10)]
+    assert {p[i] for p in prompts for i in range(4)} == {"a photo of a xq dog", "a xq dog", "xq dog"}
+    assert {p[i] for p in prompts for i in range(4, 8)} == {"a photo of a dog"}
+
+
+def test_without_templates_batches_are_the_papers_exactly():
+    """No extra draw from the generator: a run without templates is the run it was before templates existed."""
+    data = [SubjectPixels("xq", "dog", torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8))]
+    plain = subject_batch(data, TrainConfig(), torch.Generator().manual_seed(4))
+    empty = subject_batch(data, TrainConfig(prompt_templates=()), torch.Generator().manual_seed(4))
+    assert torch.equal(plain.pixels, empty.pixels) and plain.prompts == empty.prompts == [
+        "a photo of a xq dog", "a photo of a dog"]
+
+
+def test_a_template_without_its_placeholders_is_refused():
+    with pytest.raises(TrainConfigError, match="token"):
+        TrainConfig(prompt_templates=("a photo of a dog",)).validate()
+    with pytest.raises(TrainConfigError, match="lr_text"):
+        TrainConfig(lr_text=-1.0).validate()

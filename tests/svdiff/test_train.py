@@ -12,7 +12,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from svdiff import SpectralShiftModel, attach, pipeline_components
 from svdiff.checkpoint import deserialize, serialize
 from svdiff.data import prepare_images
-from svdiff.loop import denoising_inputs, encode_prompts
+from svdiff.loop import denoising_inputs, encode_prompts, make_optimizer, trainable_layers
 from svdiff.state import TrainState, TrainStateError
 from svdiff.train import train
 from svdiff.train_config import TrainConfig, TrainConfigError
@@ -164,3 +164,15 @@ def test_invalid_settings_are_refused(pipe, model):
         train(pipe, [DOG, CAT, subject("a", "b", (0, 0, 0)), subject("c", "d", (0, 0, 0))], shifts=model)
     with pytest.raises(TrainConfigError, match="CUDA"):
         train(pipe, [DOG], TrainConfig(steps=1, prior_preservation=False, mixed_precision="fp16"), shifts=model)
+
+
+def test_text_encoder_shifts_learn_at_their_own_rate(pipe, model):
+    keys = trainable_layers(model, TrainConfig())
+    optimizer = make_optimizer(model, keys, TrainConfig(lr=1e-3, lr_text=5e-2))
+    groups = {group["name"]: group for group in optimizer.param_groups}
+    assert groups["text_matrix"]["lr"] == 5e-2 and groups["matrix"]["lr"] == 1e-3
+    text = {id(model.layers[k].delta) for k in keys if k.startswith("text_encoder.")}
+    assert {id(p) for p in groups["text_matrix"]["params"]} <= text
+    assert not {id(p) for p in groups["matrix"]["params"]} & text
+    default = {group["name"] for group in make_optimizer(model, keys, TrainConfig()).param_groups}
+    assert "text_matrix" not in default
