@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class UNetTraining:
     seed: int = 1
     max_steps: int = 100_000
-    minutes: float = 72.0  # the default budget of `make base-model` (basemodel.build.DEFAULT_MINUTES)
+    minutes: float = 132.0  # the default budget of `make base-model` (basemodel.build.DEFAULT_MINUTES)
     batch_size: int = 32
     lr: float = 8e-4
     warmup_steps: int = 200

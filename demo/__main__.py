@@ -45,12 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     started = time.monotonic()
     try:
-        files = run_demo(options)
+        result = run_demo(options)
     except (ApiError, ServerFailed, RuntimeError, TimeoutError, FileNotFoundError, FileExistsError) as exc:
         print(f"demo: failed: {exc}", file=sys.stderr)
         return 1
     print(f"demo: finished in {time.monotonic() - started:.0f} s")
-    print(f"demo: {len(files)} images in {options.out}")
+    print(result.fidelity.line())
+    print(f"demo: {len(result.files)} images in {options.out}")
     return 0
 
 

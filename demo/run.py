@@ -10,7 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from demo.client import Client
+from demo.quality import Fidelity, subject_fidelity
 from demo.scenes import ExampleSubject, find_examples, pair_prompt, scene_prompts
 from demo.server import EmbeddedServer
 
@@ -41,6 +44,21 @@ class DemoOptions:
             "SVDIFF_CLASS_IMAGE_STEPS": str(self.class_image_steps),
             "SVDIFF_MIN_PHOTO_SIDE": "64",  # the bundled base model works at 64x64, like the example photos
         }
+
+
+@dataclass(frozen=True)
+class Requested:
+    """A generation the demo asked for; its images are saved as `<stem>-<k>.png`."""
+
+    stem: str
+    subject: str | None  # the name of the one subject its images show; None for two subjects together
+    job: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    files: list[Path]
+    fidelity: Fidelity
 
 
 class ProgressPrinter:
@@ -96,29 +114,29 @@ def create_subjects(client: Client, examples: list[ExampleSubject], steps: int,
 
 
 def request_generations(client: Client, options: DemoOptions,
-                        trained: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    """(file stem, generation) for each prompt: every subject in new scenes, and two subjects together."""
+                        trained: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Requested]:
+    """A generation for each prompt: every subject in new scenes, and two subjects together."""
     common = {"num_images": options.images_per_prompt, "steps": options.sample_steps,
               "guidance_scale": options.guidance}
-    requests: list[tuple[str, str, list[dict[str, Any]]]] = []
+    requests: list[tuple[str, str | None, str, list[dict[str, Any]]]] = []
     for index, (subject, training) in enumerate(trained):
         for k, prompt in enumerate(scene_prompts(subject["token"], subject["class_word"],
                                                  options.prompts_per_subject, offset=index)):
-            requests.append((f"{subject['name']}-{k}", prompt, [{"id": training["checkpoint_id"]}]))
+            requests.append((f"{subject['name']}-{k}", subject["name"], prompt, [{"id": training["checkpoint_id"]}]))
     if options.pair and len(trained) >= 2:
         (left, left_training), (right, right_training) = trained[0], trained[1]
         prompt = pair_prompt((left["token"], left["class_word"]), (right["token"], right["class_word"]), "grass")
-        requests.append(("pair", prompt, [{"id": left_training["checkpoint_id"]},
-                                          {"id": right_training["checkpoint_id"]}]))
+        requests.append(("pair", None, prompt, [{"id": left_training["checkpoint_id"]},
+                                                {"id": right_training["checkpoint_id"]}]))
     jobs = []
-    for seed, (stem, prompt, checkpoints) in enumerate(requests):
+    for seed, (stem, shown, prompt, checkpoints) in enumerate(requests):
         body = {**common, "prompt": prompt, "checkpoints": checkpoints, "seed": 1000 * seed}
-        jobs.append((stem, client.post("/v1/generations", body, job=True)))
+        jobs.append(Requested(stem, shown, client.post("/v1/generations", body, job=True)))
     return jobs
 
 
-def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> list[Path]:
-    """Everything `make demo` does; returns the image files written."""
+def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
+    """Everything `make demo` does; returns the image files written and how often they show their subject."""
     examples = find_examples(options.examples)[: options.subjects]
     prepare_folders(options)
     settings = options.server_settings()
@@ -143,16 +161,21 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> list[P
             say(f"demo: checkpoint of {subject['name']}: {checkpoint['size_bytes']:,} bytes, "
                 f"trained in {_seconds(training):.0f} s")
         generations = request_generations(client, options, trained)
-        labels = {g["id"]: f"generation {stem}" for stem, g in generations}
-        finished = client.wait([f"/v1/generations/{g['id']}" for _, g in generations], ProgressPrinter(labels, say),
+        labels = {g.job["id"]: f"generation {g.stem}" for g in generations}
+        finished = client.wait([f"/v1/generations/{g.job['id']}" for g in generations], ProgressPrinter(labels, say),
                                options.timeout, check=server.check_alive)
-        files = save_images(client, options.out, generations, finished)
+        saved = save_images(client, options.out, generations, finished)
         for row in admin.get("/v1/admin/subjects")["data"]:
             say(f"demo: admin view: {row['name']} of {row['owner']['name']}: {row['photo_count']} photos, "
                 f"{row['checkpoint_count']} checkpoint(s), {row['checkpoint_bytes']:,} bytes")
         admin.close()
         client.close()
-    return files
+    return DemoResult(list(saved), score_images(saved))
+
+
+def score_images(saved: dict[Path, str | None]) -> Fidelity:
+    """The subject fidelity of the images of one subject each; the pair's show two and are not scored."""
+    return subject_fidelity([(shown, Image.open(path).convert("RGB")) for path, shown in saved.items() if shown])
 
 
 def _seconds(job: dict[str, Any]) -> float:
@@ -162,16 +185,18 @@ def _seconds(job: dict[str, Any]) -> float:
     return (end - start).total_seconds()
 
 
-def save_images(client: Client, out: Path, generations: list[tuple[str, dict[str, Any]]],
-                finished: list[dict[str, Any]]) -> list[Path]:
-    files, index = [], ["file\tprompt\tseed"]
-    for (stem, _), job in zip(generations, finished, strict=True):
+def save_images(client: Client, out: Path, generations: list[Requested],
+                finished: list[dict[str, Any]]) -> dict[Path, str | None]:
+    """Each file written, with the name of the one subject it shows (None for the pair)."""
+    files: dict[Path, str | None] = {}
+    index = ["file\tprompt\tseed"]
+    for requested, job in zip(generations, finished, strict=True):
         if job["status"] != "succeeded":
-            raise RuntimeError(f"generation {stem} {job['status']}: {job.get('error')}")
+            raise RuntimeError(f"generation {requested.stem} {job['status']}: {job.get('error')}")
         for k, image in enumerate(job["images"]):
-            target = out / f"{stem}-{k}.png"
+            target = out / f"{requested.stem}-{k}.png"
             client.download(image["url"], target)
-            files.append(target)
+            files[target] = requested.subject
             index.append(f"{target.name}\t{job['params'].get('prompt')}\t{image['seed']}")
     (out / "prompts.tsv").write_text("\n".join(index) + "\n")
     return files

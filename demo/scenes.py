@@ -1,33 +1,28 @@
 """The demo's subjects (the folders of `examples/`) and the new scenes it asks for, in the bundled base model's
-own words: backgrounds and positions of its procedural world."""
+own words: backgrounds and positions of its procedural world, said as its captions say them (`basemodel.world`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from basemodel.subjects import SUBJECTS
 from basemodel.vocab import BACKGROUNDS, SINGLE_POSITIONS
+from basemodel.world import article
 
 POSITION_PHRASE = {"left": "on the left", "centre": "in the centre", "right": "on the right"}
 
 
 @dataclass(frozen=True)
 class ExampleSubject:
-    name: str  # the folder's name, e.g. "purple-checkered-star"
+    name: str  # the folder's name, e.g. "green-dotted-diamond"
     class_word: str  # what it is, in words the base model knows
     photos: list[Path]
 
 
 def class_word_of(name: str) -> str:
     """The class word of a subject of the procedural world (examples/README.md), else the folder name's last word."""
-    try:
-        from basemodel.subjects import SUBJECTS  # numpy and PIL only
-
-        if name in SUBJECTS:
-            return SUBJECTS[name].class_word
-    except ImportError:
-        pass
-    return name.rsplit("-", 1)[-1]
+    return SUBJECTS[name].class_word if name in SUBJECTS else name.rsplit("-", 1)[-1]
 
 
 def find_examples(root: Path) -> list[ExampleSubject]:
@@ -48,11 +43,16 @@ def scene_prompts(token: str, class_word: str, count: int, offset: int = 0) -> l
     for i in range(count):
         position = SINGLE_POSITIONS[(i + offset) % len(SINGLE_POSITIONS)]
         background = BACKGROUNDS[(i + 2 * offset) % len(BACKGROUNDS)]
-        prompts.append(f"a photo of a {token} {class_word} {POSITION_PHRASE[position]}, on a {background} background")
+        prompts.append(f"a photo of {_named(token, class_word)} {POSITION_PHRASE[position]}, "
+                       f"on a {background} background")
     return prompts
 
 
 def pair_prompt(left: tuple[str, str], right: tuple[str, str], background: str) -> str:
     """Two subjects in one image, each (token, class word), as the world's two-object captions say it."""
-    return (f"a photo of a {left[0]} {left[1]} on the left and a {right[0]} {right[1]} on the right, "
-            f"on a {background} background")
+    return f"a photo of {_named(*left)} on the left and {_named(*right)} on the right, on a {background} background"
+
+
+def _named(token: str, class_word: str) -> str:
+    """A subject as a caption names an object with an identifier: article, identifier, class word."""
+    return f"{article(token)} {token} {class_word}"

@@ -12,19 +12,11 @@ from PIL import Image
 from basemodel import vocab, world
 from basemodel.data import to_images, to_tensor
 from basemodel.reader import AttributeReader
-from basemodel.subjects import Subject
-from bench.quality.methods import BENCH_SUBJECTS, Tuned, sample, token_for
+from basemodel.subjects import SUBJECTS, Subject
+from bench.quality.methods import Tuned, sample, token_for
 from bench.quality.prompts import context_prompts, drift_prompt, pair_prompts
-from bench.quality.scoring import (
-    DriftScores,
-    PairScores,
-    SingleScores,
-    read_single,
-    score_context,
-    score_drift,
-    score_pairs,
-    shows,
-)
+from bench.quality.rates import Rate
+from bench.quality.scoring import PairScores, SingleScores, score_context, score_drift, score_pairs, score_shown
 from bench.quality.settings import Settings
 from svdiff.cutmix import SUBJECT_PROMPT
 
@@ -34,11 +26,15 @@ CONTEXT_SEED, DRIFT_SEED, PAIR_SEED, TRAINING_SEED, PROMPT_STRIDE = 1000, 5000, 
 @dataclass
 class SingleResult:
     context: SingleScores
-    drift: DriftScores
-    training_prompt: float  # subject fidelity on the training prompt itself: was the subject learnt at all?
+    drift: Rate
+    training_prompt: Rate  # subject fidelity on the training prompt itself: was the subject learnt at all?
     context_images: list[Image.Image]  # the first context prompt's samples, for the grid
     drift_images: list[Image.Image]
-    sample_seconds: float = 0.0
+    seconds: float = 0.0  # training
+    steps: int = 0
+    checkpoint_bytes: int = 0
+    trainable: int = 0
+    final_loss: float | None = None
 
 
 @dataclass
@@ -46,44 +42,63 @@ class PairResult:
     overall: PairScores
     per_prompt: dict[str, PairScores] = field(default_factory=dict)  # by phrasing
     images: dict[str, list[Image.Image]] = field(default_factory=dict)
+    seconds: float = 0.0
+    steps: int = 0
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How many samples an evaluation draws, and from which seeds."""
+
+    per_context_prompt: int
+    drift: int
+    context_seed: int = CONTEXT_SEED
+    drift_seed: int = DRIFT_SEED
+    training_seed: int = TRAINING_SEED
+
+
+def scored_sampling(settings: Settings) -> Sampling:
+    return Sampling(settings.context_samples, settings.drift_samples)
 
 
 def evaluate_single(tuned: Tuned, subject: Subject, reader: AttributeReader, settings: Settings,
-                    context_seed: int = CONTEXT_SEED, training_seed: int = TRAINING_SEED) -> SingleResult:  # fmt: skip
-    prompts = context_prompts(subject, token_for(subject.name), settings.photos)
+                    sampling: Sampling | None = None) -> SingleResult:  # fmt: skip
+    sampling = sampling or scored_sampling(settings)
+    token = token_for(subject.name)
     images: list[Image.Image] = []
     backgrounds: list[str] = []
     positions: list[str] = []
     first: list[Image.Image] = []
-    for i, prompt in enumerate(prompts):
-        batch = sample(tuned, prompt.text, settings.context_samples, context_seed + PROMPT_STRIDE * i, settings)
+    for i, prompt in enumerate(context_prompts(subject, token, settings.photos)):
+        batch = sample(tuned, prompt.text, sampling.per_context_prompt, sampling.context_seed + PROMPT_STRIDE * i,
+                       settings)  # fmt: skip
         first = first or batch
         images += batch
         backgrounds += [prompt.background] * len(batch)
         positions += [prompt.position] * len(batch)
-    drift_images = sample(tuned, drift_prompt(subject), settings.drift_samples, DRIFT_SEED, settings)
-    own = sample(tuned, SUBJECT_PROMPT.format(token=token_for(subject.name), class_word=subject.class_word),
-                 settings.drift_samples, training_seed, settings)
-    learnt = float(np.mean([shows(o, subject) for o in read_single(reader, own)]))
+    drift_images = sample(tuned, drift_prompt(subject), sampling.drift, sampling.drift_seed, settings)
+    own = sample(tuned, SUBJECT_PROMPT.format(token=token, class_word=subject.class_word), sampling.drift,
+                 sampling.training_seed, settings)  # fmt: skip
     return SingleResult(score_context(reader, images, subject, backgrounds, positions),
-                        score_drift(reader, drift_images, subject), learnt, first, drift_images)
+                        score_drift(reader, drift_images, subject), score_shown(reader, own, subject), first,
+                        drift_images, tuned.seconds, tuned.steps, tuned.checkpoint_bytes, tuned.trainable,
+                        tuned.final_loss)  # fmt: skip
 
 
 def evaluate_pair(tuned: Tuned, names: tuple[str, str], reader: AttributeReader, settings: Settings) -> PairResult:
-    first, second = (BENCH_SUBJECTS[name] for name in names)
+    first, second = (SUBJECTS[name] for name in names)
     prompts = pair_prompts((first, token_for(first.name)), (second, token_for(second.name)))
     all_images: list[Image.Image] = []
     all_sides: list[tuple[Subject, Subject]] = []
-    result = PairResult(PairScores(0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    per_prompt, images_by = {}, {}
     for j, prompt in enumerate(prompts):
         images = sample(tuned, prompt.text, settings.pair_samples, PAIR_SEED + PROMPT_STRIDE * j, settings)
-        sides = [(BENCH_SUBJECTS[prompt.left], BENCH_SUBJECTS[prompt.right])] * len(images)
-        result.per_prompt[prompt.phrasing] = score_pairs(reader, images, sides)
-        result.images[prompt.phrasing] = images
+        sides = [(SUBJECTS[prompt.left], SUBJECTS[prompt.right])] * len(images)
+        per_prompt[prompt.phrasing] = score_pairs(reader, images, sides)
+        images_by[prompt.phrasing] = images
         all_images += images
         all_sides += sides
-    result.overall = score_pairs(reader, all_images, all_sides)
-    return result
+    return PairResult(score_pairs(reader, all_images, all_sides), per_prompt, images_by, tuned.seconds, tuned.steps)
 
 
 def context_scenes(subject: Subject, settings: Settings,
@@ -95,10 +110,9 @@ def context_scenes(subject: Subject, settings: Settings,
     for prompt in context_prompts(subject, token_for(subject.name), settings.photos):
         for _ in range(settings.context_samples):
             size = str(rng.choice(vocab.SIZES))
-            spec = world.sample_object(rng, world.FULL_PALETTE, prompt.position, size)
-            spec = world.ObjectSpec(subject.shape, subject.colour, subject.pattern, prompt.position, size, spec.dx,
-                                    spec.dy)
-            scenes.append(world.Scene((spec,), prompt.background, int(rng.integers(2**31))))
+            jitter = world.sample_object(rng, world.FULL_PALETTE, prompt.position, size)
+            scenes.append(world.Scene((subject.spec(prompt.position, size, jitter.dx, jitter.dy),), prompt.background,
+                                      int(rng.integers(2**31))))  # fmt: skip
             backgrounds.append(prompt.background)
             positions.append(prompt.position)
     return scenes, backgrounds, positions

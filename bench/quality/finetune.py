@@ -9,7 +9,8 @@ and the loop with its seeded generator are svdiff's, unchanged.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -75,30 +76,43 @@ def _prepare(pipe: Any, subjects: list[Subject], config: TrainConfig, prior_cach
     return data
 
 
+OnBudget = Callable[["FineTuneResult", int], None]
+
+
 def _fine_tune(pipe: Any, data: list[Any], named: dict[str, nn.Parameter], lr: float, config: TrainConfig,
-               train_text: bool) -> FineTuneResult:
+               train_text: bool, budgets: Sequence[int], on_budget: OnBudget | None) -> FineTuneResult:
+    """Train to each budget in turn (one run, paused), calling `on_budget(result so far, budget)` at each."""
     trainer = ParamTrainer(pipe, list(named.values()), lr, config, data, train_text)
-    started = time.perf_counter()
-    outcome = trainer.run()
-    seconds = time.perf_counter() - started
+    checkpoint_bytes = len(save_bytes({name: p.detach().float().contiguous() for name, p in named.items()}))
+    trainable = sum(p.numel() for p in named.values())
+    seconds, result = 0.0, None
+    for budget in budgets or (config.steps,):
+        trainer.config = replace(config, steps=budget)
+        started = time.perf_counter()
+        outcome = trainer.run()
+        seconds += time.perf_counter() - started
+        result = FineTuneResult(seconds, outcome.losses, checkpoint_bytes, trainable)
+        if on_budget is not None:
+            on_budget(result, budget)
     for param in named.values():
         param.requires_grad_(False)
-    tensors = {name: p.detach().float().contiguous() for name, p in named.items()}
-    return FineTuneResult(seconds, outcome.losses, len(save_bytes(tensors)), sum(p.numel() for p in named.values()))
+    assert result is not None
+    return result
 
 
-def full_fine_tune(pipe: Any, subjects: list[Subject], config: TrainConfig, lr: float,
-                   prior_cache: BlobCache) -> FineTuneResult:
+def full_fine_tune(pipe: Any, subjects: list[Subject], config: TrainConfig, lr: float, prior_cache: BlobCache,
+                   budgets: Sequence[int] = (), on_budget: OnBudget | None = None) -> FineTuneResult:
     """DreamBooth: every UNet and text-encoder weight trains (the VAE stays frozen)."""
     data = _prepare(pipe, subjects, config, prior_cache)
     named = {f"unet.{n}": p for n, p in pipe.unet.named_parameters()}
     if config.train_text_encoder:
         named |= {f"text_encoder.{n}": p for n, p in pipe.text_encoder.named_parameters()}
-    return _fine_tune(pipe, data, named, lr, config, train_text=config.train_text_encoder)
+    return _fine_tune(pipe, data, named, lr, config, config.train_text_encoder, budgets, on_budget)
 
 
 def lora_fine_tune(pipe: Any, subjects: list[Subject], config: TrainConfig, lr: float, rank: int,
-                   prior_cache: BlobCache) -> FineTuneResult:
+                   prior_cache: BlobCache, budgets: Sequence[int] = (),
+                   on_budget: OnBudget | None = None) -> FineTuneResult:
     """LoRA adapters (PEFT) on the attention projections of the UNet and the text encoder; the base stays frozen."""
     data = _prepare(pipe, subjects, config, prior_cache)
     pipe.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
@@ -111,4 +125,4 @@ def lora_fine_tune(pipe: Any, subjects: list[Subject], config: TrainConfig, lr: 
     named = {f"{c}.{n}": p for c, module in modules.items() for n, p in module.named_parameters() if "lora_" in n}
     if not named:
         raise RuntimeError("PEFT added no LoRA parameters")
-    return _fine_tune(pipe, data, named, lr, config, train_text=config.train_text_encoder)
+    return _fine_tune(pipe, data, named, lr, config, config.train_text_encoder, budgets, on_budget)

@@ -4,48 +4,79 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from bench.quality.calibrate import LR_FACTORS
-from bench.quality.methods import BENCH_SUBJECTS, LABELS, METHODS, token_for
+from basemodel.subjects import SUBJECTS
+from bench.quality.calibrate import LR_FACTORS, STEP_FACTORS
+from bench.quality.evaluate import SingleResult
+from bench.quality.methods import LABELS, METHODS, token_for
 from bench.quality.prompts import context_prompts, drift_prompt, pair_prompts
+from bench.quality.rates import Rate, separated
+from bench.quality.results import CMU, NO_CMU, Results
 from bench.quality.scoring import SingleScores
 from bench.quality.settings import Settings
 
-if TYPE_CHECKING:
-    from bench.quality.run import Results
-
-FIDELITY_GOAL, PROMPT_GOAL, CMU_GAIN_GOAL = 0.7, 0.7, 0.20
-NO_CMU, CMU = "joint, no Cut-Mix", "Cut-Mix-Unmix"
+FIDELITY_GOAL, FIDELITY_SHARE_GOAL, PROMPT_GOAL, CMU_GAIN_GOAL = 0.7, 0.9, 0.6, 0.20
+Metric = Callable[[SingleResult], Rate]
 
 
-def mean_over_subjects(results: Results, method: str, metric: str) -> float:
-    """`metric` is an attribute path of SingleResult, e.g. "context.subject"."""
-    return statistics.fmean(attrgetter(metric)(per_method[method]) for per_method in results.single.values())
+def subject_fidelity(r: SingleResult) -> Rate:
+    return r.context.subject
+
+
+def prompt_fidelity(r: SingleResult) -> Rate:
+    return r.context.prompt
+
+
+def drift_rate(r: SingleResult) -> Rate:
+    return r.drift
+
+
+def training_prompt_fidelity(r: SingleResult) -> Rate:
+    return r.training_prompt
+
+
+def pooled(per_subject: dict[str, dict[str, SingleResult]], method: str, metric: Metric) -> Rate:
+    """One rate over every subject's samples (subject -> method -> result)."""
+    return Rate.pooled(metric(per_method[method]) for per_method in per_subject.values() if method in per_method)
+
+
+ROW_METRICS: tuple[Metric, ...] = (subject_fidelity, prompt_fidelity, drift_rate, training_prompt_fidelity)
+
+
+def _row(per_subject: dict[str, dict[str, SingleResult]], method: str) -> str:
+    """The pooled rates of ROW_METRICS as table cells."""
+    return " | ".join(str(pooled(per_subject, method, metric)) for metric in ROW_METRICS)
+
+
+def _nan() -> Rate:
+    return Rate(0, 0)
 
 
 def headline(results: Results) -> dict[str, float]:
+    fidelity = pooled(results.single, "svdiff", subject_fidelity)
+    pair = results.pairs
     return {
-        "svdiff_fidelity": mean_over_subjects(results, "svdiff", "context.subject"),
-        "svdiff_prompt": mean_over_subjects(results, "svdiff", "context.prompt"),
-        "svdiff_drift": mean_over_subjects(results, "svdiff", "drift.subject"),
-        "full_drift": mean_over_subjects(results, "full", "drift.subject"),
-        "cmu_both": results.pairs[CMU].overall.both if CMU in results.pairs else float("nan"),
-        "nocmu_both": results.pairs[NO_CMU].overall.both if NO_CMU in results.pairs else float("nan"),
+        "svdiff_fidelity": fidelity.value,
+        "svdiff_fidelity_lo": fidelity.lo,
+        "full_fidelity": pooled(results.single, "full", subject_fidelity).value,
+        "svdiff_prompt": pooled(results.single, "svdiff", prompt_fidelity).value,
+        "svdiff_drift_hi": pooled(results.single, "svdiff", drift_rate).hi,
+        "full_drift_lo": pooled(results.single, "full", drift_rate).lo,
+        "cmu_both": (pair[CMU].overall.both if CMU in pair else _nan()).value,
+        "nocmu_both": (pair[NO_CMU].overall.both if NO_CMU in pair else _nan()).value,
+        "stress_svdiff": pooled(results.stress, "svdiff", subject_fidelity).value,
+        "stress_full": pooled(results.stress, "full", subject_fidelity).value,
     }
 
 
 def quality_line(results: Results) -> str:
-    h = headline(results)
-    return (f"quality: svdiff_fidelity={h['svdiff_fidelity']:.3f} svdiff_drift={h['svdiff_drift']:.3f} "
-            f"full_drift={h['full_drift']:.3f} cmu_both={h['cmu_both']:.3f} nocmu_both={h['nocmu_both']:.3f}")
+    return "quality: " + " ".join(f"{name}={value:.3f}" for name, value in headline(results).items())
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -53,101 +84,126 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def _method_table(results: Results) -> list[str]:
-    lines = ["| method | subject fidelity | prompt fidelity | drift: subject | drift: held-out attribute | "
-             "checkpoint bytes (fp32) | trained values | train s (mean) | loss, last 50 steps | "
-             "fidelity on the training prompt |", "| --- |" + " ---: |" * 9]
+    lines = ["| method | subject fidelity [95%] | prompt fidelity [95%] | drift [95%] | on the training prompt | "
+             "checkpoint bytes (fp32) | trained values | steps | lr | train s (mean) | loss, last 50 steps |",
+             "| --- |" + " ---: |" * 10]  # fmt: skip
     for method in METHODS:
-        tuned = [per[method] for per in results.tuned.values()]
-        losses = [t.final_loss for t in tuned if t.final_loss is not None]
-        lines.append(f"| {LABELS[method]} | {mean_over_subjects(results, method, 'context.subject'):.3f} | "
-                     f"{mean_over_subjects(results, method, 'context.prompt'):.3f} | "
-                     f"{mean_over_subjects(results, method, 'drift.subject'):.3f} | "
-                     f"{mean_over_subjects(results, method, 'drift.held_out'):.3f} | "
-                     f"{tuned[0].checkpoint_bytes:,} | {tuned[0].trainable:,} | "
-                     f"{statistics.fmean(t.seconds for t in tuned):.1f} | "
-                     f"{_fmt(statistics.fmean(losses) if losses else None, 4)} | "
-                     f"{mean_over_subjects(results, method, 'training_prompt'):.3f} |")
+        runs = [per[method] for per in results.single.values()]
+        losses = [r.final_loss for r in runs if r.final_loss is not None]
+        settings = results.method_settings.get(method)
+        lr = {"svdiff": "svdiff_lr", "full": "full_lr", "lora": "lora_lr"}.get(method)
+        lines.append(
+            f"| {LABELS[method]} | {_row(results.single, method)} | "
+            f"{runs[0].checkpoint_bytes:,} | {runs[0].trainable:,} | {runs[0].steps} | "
+            f"{f'{getattr(settings, lr):.1e}' if settings and lr else '-'} | "
+            f"{sum(r.seconds for r in runs) / len(runs):.1f} | "
+            f"{_fmt(sum(losses) / len(losses) if losses else None, 4)} |")
     return lines
 
 
-def _single_cells(c: SingleScores) -> str:
-    values = (c.subject, c.prompt, c.shape, c.colour, c.pattern, c.background, c.position)
-    return " | ".join(f"{v:.3f}" for v in values)
+def _cells(c: SingleScores) -> str:
+    return " | ".join(str(rate) for rate in (c.subject, c.prompt, c.combination, c.details, c.background, c.position))
 
 
-def _subject_table(results: Results) -> list[str]:
-    lines = ["| subject | method | subject fidelity | prompt fidelity | shape | colour | pattern | background | "
-             "position | drift: subject | drift: held-out | fidelity on the training prompt |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, per_method in results.single.items():
+_SUBJECT_HEADER = ["| subject | method | subject fidelity | prompt fidelity | shape, colour and pattern | details | "
+                   "background | position | drift | on the training prompt |",
+                   "| --- | --- |" + " ---: |" * 8]  # fmt: skip
+
+
+def _subject_rows(per_subject: dict[str, dict[str, SingleResult]], results: Results | None = None) -> list[str]:
+    lines = []
+    for name, per_method in per_subject.items():
         for method, r in per_method.items():
-            c, d = r.context, r.drift
-            lines.append(f"| {name} | {method} | {_single_cells(c)} | {d.subject:.3f} | {d.held_out:.3f} | "
-                         f"{r.training_prompt:.3f} |")
-        for kind, c in results.ceilings.get(name, {}).items():
-            lines.append(f"| {name} | ceiling: {kind} | {_single_cells(c)} | - | - | - |")
-    return lines
-
-
-def _pair_table(results: Results) -> list[str]:
-    lines = ["| training | prompt | both subjects, intact, unmixed | two objects | left intact | right intact | "
-             "attribute leak | train s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for label, result in results.pairs.items():
-        seconds = results.pair_tuned[label].seconds
-        for phrasing, s in [("all", result.overall), *result.per_prompt.items()]:
-            lines.append(f"| {label} | {phrasing} | {s.both:.3f} | {s.two:.3f} | {s.left:.3f} | {s.right:.3f} | "
-                         f"{s.leak:.3f} | {seconds:.1f} |")
+            lines.append(f"| {name} | {method} | {_cells(r.context)} | {r.drift} | {r.training_prompt} |")
+        for kind, c in (results.ceilings.get(name, {}) if results else {}).items():
+            lines.append(f"| {name} | ceiling: {kind} | {_cells(c)} | - | - |")
     return lines
 
 
 def _calibration(results: Results) -> list[str]:
     calibration = results.calibration
     if calibration is None:
-        return ["Not calibrated: every method trained with the rate in the settings below (`--no-calibrate` or "
-                "`--lr`)."]
-    lines = [f"Each method's recipe rate times {', '.join(f'{f:g}' for f in LR_FACTORS)}, trained on "
-             f"`{calibration.subject}` (never scored below), chosen by subject fidelity on its context prompts "
-             "(ties: the mean share of its shape, colour and pattern found one by one there, then the training "
-             "prompt, then the smaller rate):", "",
-             "| method | lr | subject fidelity | attributes one by one | fidelity on the training prompt | "
-             "loss, last 50 steps | train s | chosen |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        return ["Not calibrated: every method trained with the rate and steps in the settings below "
+                "(`--no-calibrate` or `--lr`)."]  # fmt: skip
+    lines = [f"Each method's centre rate times {', '.join(f'{f:.3g}' for f in LR_FACTORS)}, each run sampled at "
+             f"{', '.join(f'{f:g}' for f in STEP_FACTORS)} times {results.method_settings and 'the base budget'} "
+             f"(widened once past an edge), trained on `{calibration.subject}` (never scored); score = subject "
+             "fidelity + prompt fidelity - drift there; ties to fewer steps, then the smaller rate "
+             "(`bench/quality/calibrate.py`).", "",
+             "| method | lr | steps | subject fidelity | prompt fidelity | drift | on the training prompt | score | "
+             "loss, last 50 steps | train s | chosen |", "| --- |" + " ---: |" * 9 + " --- |"]  # fmt: skip
     for method, trials in calibration.trials.items():
-        chosen = calibration.chosen(method)
-        lines += [f"| {LABELS[method]} | {t.lr:.1e} | {t.fidelity:.3f} | {t.attributes:.3f} | "
-                  f"{t.training_prompt:.3f} | {_fmt(t.final_loss, 4)} | {t.seconds:.1f} | "
-                  f"{'yes' if t.lr == chosen else ''} |" for t in trials]
+        best = calibration.best(method)
+        for t in sorted(trials, key=lambda t: (t.lr, t.steps)):
+            mark = "yes" if t == best else ""
+            if t == best and calibration.edges(method):
+                mark += f" (edge: {', '.join(calibration.edges(method))})"
+            lines.append(f"| {LABELS[method]} | {t.lr:.1e} | {t.steps} | {t.fidelity} | {t.prompt} | {t.drift} | "
+                         f"{t.training_prompt} | {t.score:.3f} | {_fmt(t.final_loss, 4)} | {t.seconds:.1f} | "
+                         f"{mark} |")  # fmt: skip
     return lines
 
 
 def _goals(results: Results) -> list[str]:
-    h = headline(results)
-    gain = h["cmu_both"] - h["nocmu_both"]
+    fid, full = pooled(results.single, "svdiff", subject_fidelity), pooled(results.single, "full", subject_fidelity)
+    prompt = pooled(results.single, "svdiff", prompt_fidelity)
+    drift, full_drift = pooled(results.single, "svdiff", drift_rate), pooled(results.single, "full", drift_rate)
+    cmu = results.pairs[CMU].overall.both if CMU in results.pairs else _nan()
+    nocmu = results.pairs[NO_CMU].overall.both if NO_CMU in results.pairs else _nan()
+    gain = cmu.value - nocmu.value
     checks = [
-        (f"SVDiff subject fidelity >= {FIDELITY_GOAL} and prompt fidelity >= {PROMPT_GOAL}",
-         f"{h['svdiff_fidelity']:.3f} and {h['svdiff_prompt']:.3f}",
-         h["svdiff_fidelity"] >= FIDELITY_GOAL and h["svdiff_prompt"] >= PROMPT_GOAL),
-        ("SVDiff drift lower than full fine-tuning's", f"{h['svdiff_drift']:.3f} vs {h['full_drift']:.3f}",
-         h["svdiff_drift"] < h["full_drift"]),
-        (f"Cut-Mix-Unmix raises the both-subjects rate by >= {CMU_GAIN_GOAL * 100:.0f} points",
-         f"{h['cmu_both']:.3f} - {h['nocmu_both']:.3f} = {gain:+.3f}", gain >= CMU_GAIN_GOAL),
-    ]
-    lines = ["| goal (the paper's claims) | measured | met |", "| --- | --- | --- |"]
+        (f"SVDiff subject fidelity >= {FIDELITY_GOAL}", str(fid), fid.value >= FIDELITY_GOAL),
+        (f"SVDiff subject fidelity >= {FIDELITY_SHARE_GOAL} x full fine-tuning's", f"{fid.value:.3f} vs "
+         f"{FIDELITY_SHARE_GOAL} x {full.value:.3f}", fid.value >= FIDELITY_SHARE_GOAL * full.value),
+        (f"SVDiff prompt fidelity >= {PROMPT_GOAL}", str(prompt), prompt.value >= PROMPT_GOAL),
+        ("SVDiff drift's upper bound below full fine-tuning's lower bound", f"{drift} vs {full_drift}",
+         separated(drift, full_drift)),
+        (f"Cut-Mix-Unmix raises both-subjects-intact by >= {CMU_GAIN_GOAL * 100:.0f} points",
+         f"{cmu} - {nocmu} = {gain:+.3f}", gain >= CMU_GAIN_GOAL),
+    ]  # fmt: skip
+    lines = ["| goal | measured [95%] | met |", "| --- | --- | --- |"]
     return lines + [f"| {goal} | {value} | {'yes' if met else 'no'} |" for goal, value, met in checks]
+
+
+def _ablations(results: Results) -> list[str]:
+    lines = ["| SVDiff recipe | subject fidelity | prompt fidelity | drift | on the training prompt | train s (mean) |",
+             "| --- |" + " ---: |" * 5]  # fmt: skip
+    rows = {"the recipe (headline row)": {n: per["svdiff"] for n, per in results.single.items()}}
+    for label, per_subject in (rows | results.ablations).items():
+        wrapped = {name: {"svdiff": r} for name, r in per_subject.items()}
+        seconds = [r.seconds for r in per_subject.values()]
+        lines.append(f"| {label} | {_row(wrapped, 'svdiff')} | {sum(seconds) / max(1, len(seconds)):.1f} |")
+    return lines
+
+
+def _pair_table(results: Results) -> list[str]:
+    lines = ["| training | prompt | both subjects, intact, unmixed | two objects | left intact | right intact | "
+             "attribute leak | steps | train s |", "| --- | --- |" + " ---: |" * 7]  # fmt: skip
+    for label, result in results.pairs.items():
+        for phrasing, s in [("all", result.overall), *result.per_prompt.items()]:
+            lines.append(f"| {label} | {phrasing} | {s.both} | {s.two} | {s.left} | {s.right} | {s.leak} | "
+                         f"{result.steps} | {result.seconds:.1f} |")  # fmt: skip
+    return lines
 
 
 def _prompts(settings: Settings) -> list[str]:
     lines = []
-    for name in settings.subjects:
-        subject = BENCH_SUBJECTS[name]
+    for name in (*settings.subjects, *settings.stress_subjects, settings.calibration_subject):
+        subject = SUBJECTS[name]
         texts = [p.text for p in context_prompts(subject, token_for(name), settings.photos)]
-        lines.append(f"- `{name}` (token `{token_for(name)}`, class `{subject.class_word}`): "
-                     + "; ".join(f'"{t}"' for t in texts) + f'; drift: "{drift_prompt(subject)}"')
-    if not settings.pair:
-        return lines
-    first, second = (BENCH_SUBJECTS[n] for n in settings.pair)
+        lines.append(f"- `{name}` ({subject.kind}; details {subject.details}; token `{token_for(name)}`, class "
+                     f"`{subject.class_word}`): " + "; ".join(f'"{t}"' for t in texts)
+                     + f'; drift: "{drift_prompt(subject)}"')  # fmt: skip
+    first, second = (SUBJECTS[n] for n in settings.pair)
     for prompt in pair_prompts((first, token_for(first.name)), (second, token_for(second.name))):
         lines.append(f'- pair ({prompt.phrasing}): "{prompt.text}"')
     return lines
+
+
+def _base_following(results: Results) -> list[str]:
+    following = results.base_following
+    return ["| " + " | ".join(following) + " |", "| " + " | ".join("---:" for _ in following) + " |",
+            "| " + " | ".join(f"{v:.3f}" for v in following.values()) + " |"]  # fmt: skip
 
 
 def write_report(path: Path, settings: Settings, results: Results, wall: float, threads: int) -> str:
@@ -159,33 +215,39 @@ def write_report(path: Path, settings: Settings, results: Results, wall: float, 
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; wall time {wall / 60:.1f} min"
         f"{' (quick smoke run: numbers mean nothing)' if settings.quick else ''}.",
         "",
-        "Rates are shares of samples in which the attribute reader finds what is asked (basemodel/reader.py).",
-        "Subject fidelity: the subject's shape, colour and pattern; prompt fidelity: those and the prompted",
-        "background and position; drift: samples of the bare class prompt that show the subject (all three",
-        "attributes) or any of its held-out attributes. Ceilings: the same scores for perfect samples (renders of",
-        "what each context prompt asks for), read directly and after an autoencoder round trip. Means over the",
-        "subjects:",
+        "Rates are shares of samples in which the attribute reader finds what is asked (basemodel/reader.py), with",
+        "95% Wilson intervals in brackets, pooled over the scored subjects' samples. Subject fidelity: the whole",
+        "instance (shape, colour, pattern, tone, outline, and the marks of a patterned subject) in new contexts;",
+        "prompt fidelity: that and the prompted background and position; drift: samples of the bare class prompt",
+        "that show the subject's shape, colour and pattern together (a combination base training never drew).",
         "",
         *_method_table(results),
         "",
-        "The base model's own prompt following (basemodel.evaluate: random base-world captions, share of samples",
-        "in which the reader finds each prompted attribute), what any personalization builds on:",
+        "The base model's own prompt following (basemodel.evaluate on random base-world captions):",
         "",
-        "| " + " | ".join(results.base_following) + " |",
-        "| " + " | ".join("---:" for _ in results.base_following) + " |",
-        "| " + " | ".join(f"{v:.3f}" for v in results.base_following.values()) + " |",
-        "",
-        "## Learning-rate calibration",
-        "",
-        *_calibration(results),
+        *_base_following(results),
         "",
         "## Goals",
         "",
         *_goals(results),
         "",
+        "## Calibration (rate and step budget)",
+        "",
+        *_calibration(results),
+        "",
+        "## Recipe ablations (SVDiff, scored subjects, calibrated rate and steps)",
+        "",
+        *_ablations(results),
+        "",
         "## Per subject",
         "",
-        *_subject_table(results),
+        *_SUBJECT_HEADER,
+        *_subject_rows(results.single, results),
+        "",
+        "## Stress row: a shape or pattern the base has never drawn",
+        "",
+        *_SUBJECT_HEADER,
+        *_subject_rows(results.stress),
         "",
         "## Two subjects trained together (SVDiff)",
         "",
@@ -195,13 +257,16 @@ def write_report(path: Path, settings: Settings, results: Results, wall: float, 
         "",
         f"`{asdict(settings)}`",
         "",
-        "Learning rates and their reasons: `bench/quality/settings.py`. Prompts:",
+        "Calibrated per method: " + "; ".join(f"{m}: lr {getattr(s, m + '_lr'):.1e}, {s.steps} steps"
+                                               for m, s in results.method_settings.items()) + ".",
+        "",
+        "Prompts:",
         "",
         *_prompts(settings),
         "",
         "Grids: `context_<subject>.png` (training photos, then each method on the first context prompt),",
         "`drift_<subject>.png` (the bare class prompt), `pair.png` (the side-by-side prompts).",
         "",
-    ])
+    ])  # fmt: skip
     path.write_text(text)
     return text

@@ -1,4 +1,4 @@
-"""`make base-model` stays within the 90 minutes issue 4 allows on the 2-core CPU."""
+"""`make base-model` stays within the 150 minutes issue 9 allows on the 2-core CPU."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 OVERHEAD_MINUTES = 8.0
 
 
-def test_stage_budgets_fit_in_ninety_minutes() -> None:
-    """The reader's stage runs beside the autoencoder's, so the build takes the longer of the two plus the UNet's."""
+def test_stage_budgets_fit_in_150_minutes() -> None:
+    """The reader's process runs beside the autoencoder's and the UNet's stages (joined after the UNet's), so the
+    build takes those two plus saving and choosing, as long as the reader ends first."""
     assert set(DEFAULT_MINUTES) == set(STAGES)
-    beside = max(DEFAULT_MINUTES["vae"], DEFAULT_MINUTES["reader"])
-    assert beside + DEFAULT_MINUTES["unet"] + OVERHEAD_MINUTES <= 90.0
+    assert DEFAULT_MINUTES["reader"] <= DEFAULT_MINUTES["vae"] + DEFAULT_MINUTES["unet"]
+    assert DEFAULT_MINUTES["vae"] + DEFAULT_MINUTES["unet"] + OVERHEAD_MINUTES <= 150.0
 
 
 def test_the_shipped_build_stayed_within_its_budgets() -> None:
@@ -67,13 +68,28 @@ def test_a_tiny_build_makes_a_loadable_pipeline_and_reader(tmp_path: Path) -> No
     info = json.loads((out / "build.json").read_text())
     assert set(info) == set(STAGES)
     assert info["unet"]["final"] and info["unet"]["prefetch"] and info["unet"]["steps"] >= 1
-    scores = info["unet"]["validation"]["shape_and_colour"]
+    scores = info["unet"]["validation"]["mean_attribute"]
     assert set(scores) == {"ema-0.999", "ema-0.995", "live"} and info["unet"]["chosen"] in scores
     assert scores[info["unet"]["chosen"]] == max(scores.values())
     pipeline = StableDiffusionPipeline.from_pretrained(out / "tiny-sd", dtype=torch.float32)
     assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
     (reading,) = load_reader(out / "reader").read([np.zeros((64, 64, 3), np.uint8)])
     assert reading.background in vocab.BACKGROUNDS
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [(["--stages", "vae,unet", "--init-from", "no-such-pipeline"], "--init-from"), (["--unet-lr", "0"], "--unet-lr")],
+)
+def test_contradictory_options_are_a_usage_error(arguments: list[str], complaint: str, tmp_path: Path) -> None:
+    # Tiny budgets and a scratch folder: were the options accepted, the build would start and must not matter.
+    guard = ["--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"), "--serial",
+             *(f"--{stage}-minutes=0.01" for stage in STAGES), "--validation-prompts", "1"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "basemodel.build", *guard, *arguments], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert complaint in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_dead_producer_is_an_error_not_a_hang(tmp_path: Path) -> None:

@@ -17,11 +17,14 @@ def test_every_world_word_and_reserved_token_is_one_token(tokenizer: CLIPTokeniz
         assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
 
 
-def test_reserved_tokens_are_many_distinct_and_never_in_captions() -> None:
+def test_reserved_tokens_are_many_distinct_and_in_captions_only_as_identifiers() -> None:
     assert len(set(vocab.RESERVED_TOKENS)) == len(vocab.RESERVED_TOKENS) >= 16
     assert not set(vocab.RESERVED_TOKENS) & set(vocab.WORLD_WORDS)
     for seed in range(2000):
-        assert not set(world.base_training_example(seed)[1].split()) & set(vocab.RESERVED_TOKENS)
+        words = world.base_training_example(seed)[1].replace(",", "").split()
+        at = [i for i, word in enumerate(words) if word in vocab.RESERVED_TOKENS]
+        # At most one object per caption is named, right after its article.
+        assert len(at) <= 1 and all(words[i - 1] in ("a", "an") for i in at), words
 
 
 def test_free_reserved_token_skips_used_ones() -> None:

@@ -1,56 +1,87 @@
-"""The learning-rate calibration: which rate wins, how rates are substituted, and that scored subjects stay out."""
+"""The calibration rule: which (rate, steps) wins, when the grid widens, and that scored subjects stay out."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 import pytest
 
-from bench.quality.calibrate import CALIBRATION_SUBJECT, Calibration, Trial, apply, recipe_lr, with_lr
+from bench.quality import calibrate as calibration_module
+from bench.quality.calibrate import Calibration, Trial, calibrate, chosen, recipe_lr, step_budgets, with_lr
+from bench.quality.methods import Tuned
+from bench.quality.rates import Rate
 from bench.quality.run import main
 from bench.quality.settings import FULL
 
 
-def _trial(lr: float, fidelity: float, training_prompt: float = 0.0, attributes: float = 0.0) -> Trial:
-    return Trial(lr=lr, fidelity=fidelity, training_prompt=training_prompt, attributes=attributes, final_loss=None,
-                 seconds=1.0)  # fmt: skip
+def _trial(lr: float, steps: int, fidelity: int, prompt: int = 0, drift: int = 0) -> Trial:
+    return Trial(lr, steps, Rate(fidelity, 10), Rate(prompt, 10), Rate(drift, 10), Rate(0, 10), None, 1.0)
 
 
-def test_the_calibration_subject_is_never_scored() -> None:
-    assert CALIBRATION_SUBJECT not in FULL.subjects
-    assert CALIBRATION_SUBJECT not in FULL.pair
+def test_the_calibration_subject_is_of_the_scored_kind_and_never_scored() -> None:
+    from basemodel.subjects import SUBJECTS
+
+    assert FULL.calibration_subject not in (*FULL.subjects, *FULL.pair, *FULL.stress_subjects)
+    assert SUBJECTS[FULL.calibration_subject].kind == "instance"
+    assert {SUBJECTS[name].kind for name in FULL.subjects} == {"instance"}
 
 
-def test_highest_fidelity_wins_then_attributes_then_training_prompt_then_smaller_rate() -> None:
-    calibration = Calibration(trials={
-        "a": [_trial(1e-3, 0.2, attributes=0.9), _trial(3e-3, 0.5), _trial(1e-2, 0.4)],
-        "b": [_trial(1e-3, 0.5, 0.1), _trial(3e-3, 0.5, 0.3), _trial(1e-2, 0.5, 0.3)],
-        "c": [_trial(1e-3, 0.0), _trial(3e-3, 0.0), _trial(1e-2, 0.0)],
-        "d": [_trial(1e-3, 0.0, 0.5, 0.4), _trial(3e-3, 0.0, 0.0, 0.6), _trial(1e-2, 0.0, 0.9, 0.5)],
-    })
-    assert calibration.chosen("a") == 3e-3
-    assert calibration.chosen("b") == 3e-3
-    assert calibration.chosen("c") == 1e-3
-    assert calibration.chosen("d") == 3e-3
+def test_score_is_fidelity_plus_prompt_less_drift_and_ties_go_to_fewer_steps_then_smaller_rates() -> None:
+    calibration = Calibration("x", trials={
+        "a": [_trial(1e-3, 100, 5), _trial(1e-3, 200, 5, prompt=2), _trial(3e-3, 100, 6, drift=4)],
+        "b": [_trial(1e-3, 200, 5), _trial(3e-3, 100, 5), _trial(1e-3, 100, 5)],
+    })  # fmt: skip
+    assert calibration.best("a").score == pytest.approx(0.7)
+    assert (calibration.best("a").lr, calibration.best("a").steps) == (1e-3, 200)
+    assert (calibration.best("b").lr, calibration.best("b").steps) == (1e-3, 100)
+
+
+def _fake_train(scores: dict[tuple[float, int], int], runs: list[tuple[float, tuple[int, ...]]]):  # type: ignore[no-untyped-def]
+    def train(method: str, name: str, settings, budgets: Sequence[int], on_budget) -> Tuned:  # type: ignore[no-untyped-def]
+        lr = recipe_lr(settings, method)
+        runs.append((lr, tuple(budgets)))
+        tuned = Tuned(method, None)
+        for budget in budgets:
+            tuned = Tuned(method, None, steps=budget)
+            tuned.fidelity = scores.get((round(lr, 12), budget), 0)  # type: ignore[attr-defined]
+            on_budget(tuned)
+        return tuned
+
+    return train
+
+
+def test_a_winner_on_an_edge_widens_the_grid_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = replace(FULL, svdiff_lr=1e-3, steps=100)
+    high = round(3e-3, 12)
+    scores = {(high, 200): 8, (round(9e-3, 12), 200): 9, (round(9e-3, 12), 400): 3}
+
+    def fake_evaluate(tuned, subject, reader, settings, sampling):  # type: ignore[no-untyped-def]
+        rate = Rate(tuned.fidelity, 10)
+        context = type("C", (), {"subject": rate, "prompt": Rate(0, 10)})()
+        return type("R", (), {"context": context, "drift": Rate(0, 10), "training_prompt": Rate(0, 10)})()
+
+    monkeypatch.setattr(calibration_module, "evaluate_single", fake_evaluate)
+    runs: list[tuple[float, tuple[int, ...]]] = []
+    calibration = calibrate(_fake_train(scores, runs), None, settings, methods=("svdiff",))  # type: ignore[arg-type]
+    assert [budgets for _, budgets in runs[:3]] == [tuple(step_budgets(settings))] * 3
+    assert runs[3][0] == pytest.approx(9e-3)  # the highest rate won: one more rate, three times it
+    assert runs[4] == (pytest.approx(9e-3), (400,))  # it won at the most steps: twice that, at its rate
+    assert len(runs) == 5
+    best = calibration.best("svdiff")
+    assert (best.lr, best.steps) == (pytest.approx(9e-3), 200)
+    assert calibration.edges("svdiff") == ["highest rate"]  # widened once; the report says it is still an edge
+    tuned = chosen(settings, calibration, "svdiff")
+    assert (tuned.svdiff_lr, tuned.steps) == (pytest.approx(9e-3), 200)
 
 
 def test_with_lr_replaces_one_rate() -> None:
     tripled = with_lr(FULL, "svdiff", 3 * FULL.svdiff_lr)
-    assert tripled.svdiff_lr == pytest.approx(3e-3)
+    assert tripled.svdiff_lr == pytest.approx(3 * FULL.svdiff_lr)
     assert (tripled.full_lr, tripled.lora_lr) == (FULL.full_lr, FULL.lora_lr)
-    assert with_lr(FULL, "full", 1e-4).full_lr == 1e-4
-    assert with_lr(FULL, "lora", 1e-3).lora_lr == 1e-3
     for method, rate in (("base", 1.0), ("full", 0.0), ("lora", -1e-4), ("svdiff", float("nan"))):
         with pytest.raises(ValueError):
             with_lr(FULL, method, rate)
-
-
-def test_apply_sets_every_calibrated_method() -> None:
-    methods = ("svdiff", "full", "lora")
-    trials = {method: [_trial(recipe_lr(FULL, method) * f, f) for f in (1.0, 3.0, 10.0)] for method in methods}
-    calibration = Calibration(trials=trials)
-    tuned = apply(FULL, calibration)
-    assert tuned.svdiff_lr == pytest.approx(10 * FULL.svdiff_lr)
-    assert tuned.full_lr == pytest.approx(10 * FULL.full_lr)
-    assert tuned.lora_lr == pytest.approx(10 * FULL.lora_lr)
 
 
 @pytest.mark.parametrize(
@@ -61,3 +92,10 @@ def test_a_bad_lr_option_is_refused_before_anything_loads(given: str, capsys: py
         main(["--lr", given])
     assert exited.value.code == 2
     assert "--lr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--subjects", "no-such-subject"]])
+def test_bad_options_are_refused_before_anything_loads(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2

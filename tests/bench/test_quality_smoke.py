@@ -12,10 +12,9 @@ import pytest
 from basemodel import BASE_MODEL_PATH, READER_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
-LINE = re.compile(
-    r"^quality: svdiff_fidelity=(\S+) svdiff_drift=(\S+) full_drift=(\S+) cmu_both=(\S+) "
-    r"nocmu_both=(\S+)$"
-)
+NAMES = ("svdiff_fidelity", "svdiff_fidelity_lo", "full_fidelity", "svdiff_prompt", "svdiff_drift_hi",
+         "full_drift_lo", "cmu_both", "nocmu_both", "stress_svdiff", "stress_full")
+LINE = re.compile("^quality: " + " ".join(rf"{name}=(\S+)" for name in NAMES) + "$")
 
 
 @pytest.mark.slow
@@ -46,9 +45,10 @@ def test_quick_run_writes_report_grids_and_line(tmp_path: Path) -> None:
     assert match, last
     assert all(0.0 <= float(value) <= 1.0 for value in match.groups())
     report = (tmp_path / "out" / "quality.md").read_text()
-    for needle in ("SVDiff (ours)", "full fine-tuning", "LoRA r4", "Cut-Mix-Unmix", "## Goals",
-                   "| SVDiff (ours) | 1.0e-03 |", "| LoRA r4 (PEFT) | 1.0e-03 |"):  # calibration trials: x1, x10
+    for needle in ("SVDiff (ours)", "full fine-tuning", "LoRA r4", "Cut-Mix-Unmix", "## Goals", "## Stress row",
+                   "## Recipe ablations", "one prompt", "| SVDiff (ours) | 3.0e-03 | 1 |",
+                   "| LoRA r4 (PEFT) | 9.0e-04 | 2 |"):  # calibration trials: rate x1 at 1 step, x3 at 2
         assert needle in report
     pngs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
-    assert pngs == ["context_purple-checkered-star.png", "drift_purple-checkered-star.png", "pair.png"]
+    assert pngs == ["context_green-dotted-diamond.png", "drift_green-dotted-diamond.png", "pair.png"]
     assert any((tmp_path / "cache" / "class-images").rglob("*.png"))  # the prior images were cached

@@ -3,35 +3,105 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from PIL import Image
 
-from basemodel.vocab import BACKGROUNDS, WORLD_WORDS
-from demo.run import DemoOptions, prepare_folders
+from basemodel import world
+from basemodel.subjects import EXAMPLE_SUBJECTS, SUBJECTS
+from basemodel.vocab import BACKGROUNDS, IDENTIFIER_CUES, RESERVED_TOKENS, SINGLE_POSITIONS, WORLD_WORDS
+from demo.client import Client
+from demo.run import DemoOptions, prepare_folders, request_generations
 from demo.scenes import find_examples, pair_prompt, scene_prompts
 
 ROOT = Path(__file__).resolve().parents[2]
+QUALITY_LINE = re.compile(r"demo-quality: subject fidelity (?P<rate>[0-9.]+|nan) over (?P<n>[0-9]+) images")
+# A caption naming only an object's identifier and class word, as the demo's prompts do.
+NAMED_ONLY = world.CaptionStyle(size=False, colour=False, pattern=False, photo=True)
 
 
-def test_examples_and_their_class_words() -> None:
+def test_examples_are_the_example_subjects_with_their_class_words() -> None:
     examples = {e.name: e for e in find_examples(ROOT / "examples")}
     assert {n: e.class_word for n, e in examples.items()} == {
-        "orange-ringed-square": "square", "purple-checkered-star": "star", "white-dotted-heart": "shape",
+        "green-dotted-diamond": "diamond", "red-striped-cross": "cross", "yellow-striped-circle": "circle",
     }  # fmt: skip
+    assert set(examples) == set(EXAMPLE_SUBJECTS)
     assert all(len(e.photos) == 4 for e in examples.values())
 
 
+def test_the_examples_readme_describes_each_example_subject() -> None:
+    rows = [line.strip("|").split("|") for line in (ROOT / "examples" / "README.md").read_text().splitlines()
+            if line.startswith("| `")]  # fmt: skip
+    described = {cells[0].strip().strip("`/"): [cell.strip() for cell in cells[2:]] for cells in rows}
+    assert described == {
+        name: [" + ".join(SUBJECTS[name].combination), SUBJECTS[name].tone, SUBJECTS[name].marks,
+               SUBJECTS[name].outline, f"`{SUBJECTS[name].class_word}`"]
+        for name in EXAMPLE_SUBJECTS
+    }  # fmt: skip
+
+
+def test_no_example_subject_has_the_details_its_demo_identifier_aliases() -> None:
+    # The demo's service gives out the reserved identifiers in order, to the folders in name order.
+    for name, token in zip(sorted(EXAMPLE_SUBJECTS), RESERVED_TOKENS, strict=False):
+        details = SUBJECTS[name].details
+        assert details != {kind: IDENTIFIER_CUES[token][kind] for kind in details}, (name, token)
+
+
+def test_a_folder_that_is_no_subject_takes_its_last_word_as_class_word(tmp_path: Path) -> None:
+    (tmp_path / "my-dog").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "my-dog" / "00.png")
+    (example,) = find_examples(tmp_path)
+    assert (example.name, example.class_word, len(example.photos)) == ("my-dog", "dog", 1)
+
+
 def test_prompts_use_only_the_world_words_and_the_token() -> None:
-    prompts = [*scene_prompts("zwx", "star", 4, offset=1), pair_prompt(("zwx", "star"), ("sks", "square"), "sand")]
+    prompts = [*scene_prompts("zwx", "cross", 4, offset=1), pair_prompt(("zwx", "cross"), ("sks", "diamond"), "sand")]
     assert len(set(prompts)) == 5
     for prompt in prompts:
         words = set(prompt.replace(",", "").split())
         assert words - set(WORLD_WORDS) <= {"zwx", "sks"}, prompt
         assert any(b in words for b in BACKGROUNDS)
+
+
+def test_prompts_are_world_captions_naming_the_subject_by_identifier_and_class_word() -> None:
+    diamond, cross = SUBJECTS["green-dotted-diamond"], SUBJECTS["red-striped-cross"]
+    captions = {world.caption(world.Scene((diamond.spec(position, "large"),), background), NAMED_ONLY, ("sks",))
+                for position in SINGLE_POSITIONS for background in BACKGROUNDS}  # fmt: skip
+    prompts = scene_prompts("sks", diamond.class_word, 6, offset=2)
+    assert len(set(prompts)) == 6 and set(prompts) <= captions
+    pair = world.Scene((diamond.spec("left", "small"), cross.spec("right", "small")), "grass")
+    expected = world.caption(pair, NAMED_ONLY, ("sks", "zwx"))
+    assert pair_prompt(("sks", diamond.class_word), ("zwx", cross.class_word), "grass") == expected
+    assert expected == "a photo of a sks diamond on the left and a zwx cross on the right, on a grass background"
+
+
+class RecordingClient:
+    """Answers each job-creating POST with a new id and keeps the bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    def post(self, path: str, body: dict[str, Any] | None = None, *, job: bool = False) -> dict[str, Any]:
+        self.bodies.append(body or {})
+        return {"id": f"gen-{len(self.bodies)}"}
+
+
+def test_each_generation_knows_the_one_subject_it_shows_and_the_pair_none(tmp_path: Path) -> None:
+    trained = [({"name": name, "token": token, "class_word": SUBJECTS[name].class_word}, {"checkpoint_id": token})
+               for name, token in zip(EXAMPLE_SUBJECTS, ("sks", "zwx", "qlt"), strict=True)]  # fmt: skip
+    client = RecordingClient()
+    options = DemoOptions(examples=ROOT / "examples", out=tmp_path, data_dir=tmp_path, prompts_per_subject=2)
+    requested = request_generations(cast(Client, client), options, trained)
+    assert [r.subject for r in requested] == [name for name in EXAMPLE_SUBJECTS for _ in range(2)] + [None]
+    for r, body in zip(requested, client.bodies, strict=True):
+        assert len(body["checkpoints"]) == (2 if r.subject is None else 1)
+        assert r.subject is None or f" {SUBJECTS[r.subject].class_word} " in body["prompt"]
+    assert [r.job["id"] for r in requested] == [f"gen-{i + 1}" for i in range(len(requested))]
 
 
 def test_the_demo_wipes_only_its_own_data_folder(tmp_path: Path) -> None:
@@ -63,9 +133,12 @@ def test_make_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert lines[-1] == f"demo: {len(images)} images in {out}"
     assert len(images) == 3 * 2 + 2  # three subjects, one scene each, two images per scene; and the pair
     assert all(Image.open(p).size == (64, 64) for p in images)
-    assert "admin view: purple-checkered-star of demo: 4 photos, 1 checkpoint(s)" in done.stdout
+    quality = QUALITY_LINE.fullmatch(lines[-2])
+    assert quality is not None, lines[-2]
+    assert int(quality["n"]) == 3 * 2 and 0.0 <= float(quality["rate"]) <= 1.0  # the pair's images are not scored
+    assert "admin view: green-dotted-diamond of demo: 4 photos, 1 checkpoint(s)" in done.stdout
     index = (out / "prompts.tsv").read_text().splitlines()
-    assert len(index) == len(images) + 1 and "zwx star" in "\n".join(index)
+    assert len(index) == len(images) + 1 and "zwx cross" in "\n".join(index)
     assert not processes_with_env(f"SVDIFF_DATA_DIR={tmp_path / 'var'}"), "the demo left server processes behind"
 
 
