@@ -54,6 +54,21 @@ def default_subject_tokens(base_model: str) -> tuple[str, ...]:
     return DEFAULT_SUBJECT_TOKENS
 
 
+def recipe_defaults(base_model: str) -> dict[str, Any]:
+    """Training defaults: the bundled base model's calibrated recipe (basemodel.recipe) when it is the base, else
+    the paper's (lr 1e-3, 400 steps at batch 1, one instance prompt)."""
+    bundled = _bundled_base_model()
+    if bundled is not None and Path(base_model).expanduser().resolve() == bundled.resolve():
+        try:
+            from basemodel import recipe  # pure Python: no torch
+
+            return {"default_training_steps": recipe.STEPS, "default_learning_rate": recipe.LEARNING_RATE,
+                    "prompt_templates": recipe.PROMPT_TEMPLATES}  # fmt: skip
+        except Exception:
+            pass
+    return {"default_training_steps": 400, "default_learning_rate": 1e-3, "prompt_templates": ()}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SVDIFF_", env_file=".env", extra="ignore")
 
@@ -95,9 +110,10 @@ class Settings(BaseSettings):
     broker_transport_options: dict[str, Any] = Field(default_factory=dict)  # extra kombu options (JSON)
     progress_interval_seconds: float = 1.0
     lora_export_wait_seconds: float = 20.0
-    default_training_steps: int = 400
+    default_training_steps: int = 400  # unset: recipe_defaults(base_model)
     max_training_steps: int = 5000
-    default_learning_rate: float = 1e-3
+    default_learning_rate: float = 1e-3  # unset: recipe_defaults(base_model)
+    prompt_templates: tuple[str, ...] = ()  # extra instance-prompt phrasings; unset: recipe_defaults(base_model)
     checkpoint_every_steps: int = Field(default=50, ge=1)
 
     # Rate limits per API key, in fixed windows; counted in Redis when the broker (or rate_limit_storage) is Redis
@@ -123,6 +139,14 @@ class Settings(BaseSettings):
     class_images: int = Field(default=200, ge=1)  # prior-preservation images per class word (shared by subjects)
     class_image_steps: int = Field(default=50, ge=1)  # DDIM steps to make each of them
     edit_finetune_steps: int = Field(default=300, ge=1)  # single-image editing: shift fine-tuning steps
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            base = values.get("base_model") or _default_base_model()
+            values = recipe_defaults(str(base)) | values
+        return values
 
     @model_validator(mode="after")
     def _default_subject_tokens(self) -> Self:

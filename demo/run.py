@@ -12,6 +12,7 @@ from typing import Any
 
 from PIL import Image
 
+from basemodel import recipe
 from demo.client import Client
 from demo.quality import Fidelity, subject_fidelity
 from demo.scenes import ExampleSubject, find_examples, pair_prompt, scene_prompts
@@ -25,7 +26,7 @@ class DemoOptions:
     examples: Path
     out: Path
     data_dir: Path
-    steps: int = 300
+    steps: int = recipe.STEPS  # the bundled base model's calibrated budget
     class_images: int = 16
     class_image_steps: int = 20
     prompts_per_subject: int = 3

@@ -41,7 +41,8 @@ def _step_callback(progress: method.ProgressFn) -> Callable[[int, int], bool]:
 class MethodRuntime:
     def __init__(self, base_model: str, *, device: str = "cpu", dtype: str = "float32",
                  svd_cache: Path | None = None, class_images: int = 200, class_image_steps: int = 50,
-                 edit_finetune_steps: int = 300, checkpoint_cache_size: int = 16) -> None:
+                 edit_finetune_steps: int = 300, checkpoint_cache_size: int = 16,
+                 prompt_templates: tuple[str, ...] = ()) -> None:
         self.base_model = base_model
         self.pipe: Any = svdiff.load_pipeline(base_model, device=device, dtype=DTYPES[dtype])
         self.pipe.set_progress_bar_config(disable=True)
@@ -50,6 +51,7 @@ class MethodRuntime:
         self.class_images = class_images
         self.class_image_steps = class_image_steps
         self.edit_finetune_steps = edit_finetune_steps
+        self.prompt_templates = prompt_templates
         self._checkpoints: OrderedDict[str, Checkpoint] = OrderedDict()
         self._cache_size = checkpoint_cache_size
 
@@ -75,6 +77,7 @@ class MethodRuntime:
             cut_mix_unmix=params.cut_mix_unmix, train_text_encoder=params.train_text_encoder,
             checkpoint_every=params.checkpoint_every, seed=params.seed, num_class_images=self.class_images,
             class_image_steps=self.class_image_steps, mixed_precision=self.mixed_precision,  # type: ignore[arg-type]
+            prompt_templates=self.prompt_templates,
         )
         resume = _readable_state(resume_state)
         result = svdiff.train(
@@ -160,6 +163,7 @@ def current_runtime() -> MethodRuntime:
                 settings.base_model, device=settings.device, dtype=settings.dtype,
                 svd_cache=settings.svd_cache_path, class_images=settings.class_images,
                 class_image_steps=settings.class_image_steps, edit_finetune_steps=settings.edit_finetune_steps,
+                prompt_templates=settings.prompt_templates,
             )
         _local.runtime = runtime
     return runtime

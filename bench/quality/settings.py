@@ -22,11 +22,9 @@ from dataclasses import dataclass, replace
 
 from basemodel import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
-# The instance prompt's phrasings in the recipe (svdiff.TrainConfig.prompt_templates), in the world's own words,
-# besides svdiff's "a photo of a {token} {class_word}". Fixed before any scored run; the ablation "one prompt"
-# trains without them.
-PROMPT_TEMPLATES: tuple[str, ...] = ("a {token} {class_word}", "a photo of {token} {class_word}",
-                                     "{token} {class_word}")  # fmt: skip
+# The instance prompt's phrasings in the recipe (svdiff.TrainConfig.prompt_templates), fixed before any scored
+# run; the ablation "one prompt" trains without them.
+from basemodel.recipe import PROMPT_TEMPLATES
 
 
 @dataclass(frozen=True)

@@ -73,3 +73,16 @@ def test_settings_import_no_torch() -> None:
     code = "import sys, core.settings; core.settings.Settings(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_training_defaults_are_the_bundled_models_recipe_and_the_papers_elsewhere(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from basemodel import recipe
+
+    bundled = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (bundled.default_training_steps, bundled.default_learning_rate, bundled.prompt_templates) == (
+        recipe.STEPS, recipe.LEARNING_RATE, recipe.PROMPT_TEMPLATES)
+    sd = Settings(_env_file=None, base_model="runwayml/stable-diffusion-v1-5")  # type: ignore[call-arg]
+    assert (sd.default_training_steps, sd.default_learning_rate, sd.prompt_templates) == (400, 1e-3, ())
+    monkeypatch.setenv("SVDIFF_DEFAULT_LEARNING_RATE", "5e-4")
+    assert Settings(_env_file=None).default_learning_rate == 5e-4  # type: ignore[call-arg]
