@@ -43,9 +43,17 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says. Pillow parses EXIF lazily, here, and malformed EXIF raises
+    whatever its parser meets (struct.error, TypeError, SyntaxError, KeyError...): any of them is a bad file."""
+    try:
+        return ImageOps.exif_transpose(image) or image
+    except Exception as exc:
+        raise UnsupportedMedia(f"unreadable EXIF metadata ({type(exc).__name__}: {exc})") from exc
+
+
 def _checked(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
-    image = _open(data, max_pixels)
-    image = ImageOps.exif_transpose(image) or image
+    image = _upright(_open(data, max_pixels))
     if min(image.size) < min_side:
         raise InvalidInput(f"{image.width}x{image.height}: the shorter side must be at least {min_side} px")
     return image
