@@ -21,17 +21,23 @@ class UnresolvedWebhookHost(UnsafeWebhookUrl):
 
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d, which some stacks still route to IPv4
+# Never globally routable, though Python's tables (3.11) call them global: local-use NAT64 (RFC 8215) and the
+# deprecated site-local range (RFC 3879).
+NOT_GLOBAL = (ipaddress.ip_network("64:ff9b:1::/48"), ipaddress.ip_network("fec0::/10"))
 
 
 def _is_public(address: str) -> bool:
-    """Globally routable unicast, and so is any IPv4 address it wraps (mapped, 6to4, Teredo, NAT64): not loopback,
-    private, link-local, shared (100.64.0.0/10, cloud metadata), reserved or multicast."""
+    """Globally routable unicast, and so is any IPv4 address it wraps (mapped, compatible, 6to4, Teredo, NAT64):
+    not loopback, private, link-local, site-local, shared (100.64.0.0/10, cloud metadata), reserved or multicast."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
     if isinstance(ip, ipaddress.IPv6Address):
         addresses += [a for a in (ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())) if a is not None]
-        if ip in NAT64:
+        if ip in NAT64 or ip in IPV4_COMPATIBLE:
             addresses.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if any(ip in network for network in NOT_GLOBAL):
+            return False
     return all(a.is_global and not a.is_multicast for a in addresses)
 
 

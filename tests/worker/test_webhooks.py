@@ -130,6 +130,10 @@ def test_delivery_to_a_private_address_is_refused(
         "http://100.64.0.1/hook",
         "http://[2002:7f00:1::]/hook",  # 6to4 wrapping 127.0.0.1
         "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible (::/96) loopback
+        "http://[::a9fe:a9fe]/hook",  # IPv4-compatible metadata address
+        "http://[64:ff9b:1::808:808]/hook",  # local-use NAT64 (64:ff9b:1::/48)
+        "http://[fec0::1]/hook",  # site-local (fec0::/10)
         "http://224.0.0.1/hook",
         "http://[ff0e::1]/hook",
         "file:///etc/passwd",
