@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,6 +96,20 @@ class S3Storage:
         self._call("head_bucket")
 
 
+@contextmanager
+def _disk(action: str, key: str, missing_is_absent: bool = True) -> Iterator[None]:
+    """A blob that is not there is BlobNotFound (when `missing_is_absent`); any other failure of the folder
+    (unwritable, full, not a folder) is StorageUnavailable, a 503 like an S3 server that is down."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if missing_is_absent:
+            raise BlobNotFound(key) from exc
+        raise StorageUnavailable(f"blob folder: cannot {action} {key!r}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        raise StorageUnavailable(f"blob folder: cannot {action} {key!r}: {exc.strerror or exc}") from exc
+
+
 class LocalStorage:
     """Blobs as files under `root`; downloads go through the API's `/v1/files/{token}` route."""
 
@@ -109,48 +124,48 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # readers never see half a blob
+        with _disk("write", key, missing_is_absent=False):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)  # readers never see half a blob
 
     def get(self, key: str) -> bytes:
-        try:
+        with _disk("read", key):
             return self._path(key).read_bytes()
-        except FileNotFoundError as exc:
-            raise BlobNotFound(key) from exc
 
     def iter_chunks(self, key: str) -> Iterator[bytes]:
-        try:
+        with _disk("read", key):
             handle = self._path(key).open("rb")
-        except FileNotFoundError as exc:
-            raise BlobNotFound(key) from exc
-        with handle:
+        with handle, _disk("read", key):
             while chunk := handle.read(CHUNK):
                 yield chunk
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        with _disk("delete", key, missing_is_absent=False):
+            self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> int:
         base = self._path(prefix.rstrip("/"))
-        if base.is_dir():
-            count = sum(1 for p in base.rglob("*") if p.is_file())
-            shutil.rmtree(base)
-            return count
-        matches = [p for p in base.parent.glob(f"{base.name}*") if p.is_file()] if base.parent.is_dir() else []
-        for path in matches:
-            path.unlink(missing_ok=True)
-        return len(matches)
+        if self.root.exists() and not self.root.is_dir():  # else what lies under it would look deleted
+            raise StorageUnavailable(f"blob folder {self.root} is not a folder")
+        with _disk("delete", prefix, missing_is_absent=False):
+            if base.is_dir():
+                count = sum(1 for p in base.rglob("*") if p.is_file())
+                shutil.rmtree(base)
+                return count
+            matches = [p for p in base.parent.glob(f"{base.name}*") if p.is_file()] if base.parent.is_dir() else []
+            for path in matches:
+                path.unlink(missing_ok=True)
+            return len(matches)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        with _disk("read", key, missing_is_absent=False):
+            return self._path(key).is_file()
 
     def size(self, key: str) -> int:
-        try:
+        with _disk("read", key):
             return self._path(key).stat().st_size
-        except FileNotFoundError as exc:
-            raise BlobNotFound(key) from exc
 
     def presigned_url(self, key: str, expires_in: int, filename: str | None = None) -> str:
         return self.signer.url(key, int(time.time()) + expires_in, filename)

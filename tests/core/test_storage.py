@@ -82,3 +82,41 @@ def test_download_tokens_expire_and_cannot_be_forged() -> None:
 @pytest.mark.parametrize("token", ["abc.é", "é.abc", "é.é", "\x00.\x00", "abc.\udcff"])
 def test_a_token_with_non_ascii_characters_is_refused(token: str) -> None:
     assert DownloadSigner("secret" * 6, "http://127.0.0.1:8000").verify(token, now=1) is None
+
+
+def test_an_unusable_local_blob_folder_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "blobs"
+    not_a_folder.write_text("a file where the blob folder should be")
+    storage = LocalStorage(not_a_folder, DownloadSigner("k" * 32, "http://x"))
+    for call in (lambda: storage.put("a/b.png", b"x"), lambda: storage.get("a/b.png"),
+                 lambda: storage.delete("a/b.png"), lambda: storage.delete_prefix("a/"),
+                 lambda: list(storage.iter_chunks("a/b.png")), lambda: storage.size("a/b.png")):  # fmt: skip
+        with pytest.raises(StorageUnavailable, match="blob folder"):
+            call()
+    with pytest.raises(StorageUnavailable):
+        storage.check()
+
+
+def test_a_missing_local_blob_is_not_found(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path, DownloadSigner("k" * 32, "http://x"))
+    with pytest.raises(BlobNotFound):
+        storage.get("nothing/here.png")
+    with pytest.raises(BlobNotFound):
+        list(storage.iter_chunks("nothing/here.png"))
+    storage.delete("nothing/here.png")  # deleting what is not there is fine
+
+
+def test_an_unusable_blob_folder_answers_503_to_an_upload(client, user, runtime, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import auth
+    from tests.images import dog
+
+    subject = client.post("/v1/subjects", json={"name": "Rex", "class_word": "dog"}, headers=auth(user)).json()
+    blocked = tmp_path / "blobs"
+    blocked.write_text("not a folder")
+    monkeypatch.setattr(runtime, "storage", LocalStorage(blocked, DownloadSigner("k" * 32, "http://x")))
+    response = client.post(f"/v1/subjects/{subject['id']}/photos", headers=auth(user),
+                           files=[("files", ("a.jpg", dog(0), "image/jpeg"))])  # fmt: skip
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    monkeypatch.undo()
+    assert client.get(f"/v1/subjects/{subject['id']}", headers=auth(user)).json()["photo_count"] == 0
