@@ -69,6 +69,9 @@ def recipe_defaults(base_model: str) -> dict[str, Any]:
     return {"default_training_steps": 400, "default_learning_rate": 1e-3, "prompt_templates": ()}
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SVDIFF_", env_file=".env", extra="ignore")
 
@@ -155,18 +158,31 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _refuse_development_defaults_in_production(self) -> Self:
+    def _refuse_development_defaults_outside_the_embedded_mode(self) -> Self:
+        weak_secret = self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32
         if self.environment == "development":
+            # The public development secret signs download links: only where nothing but this machine's own
+            # loopback can reach the service and its data (SQLite, the in-process broker) may it stay.
+            beyond = [name for name, outside in (
+                ("a database other than SQLite", not self.db_url.startswith("sqlite")),
+                ("a real broker", not self.embedded_broker),
+                ("a non-loopback bind address", self.host not in LOOPBACK_HOSTS),
+            ) if outside]  # fmt: skip
+            if beyond and weak_secret:
+                raise ValueError(f"development mode with {', '.join(beyond)} needs SVDIFF_SECRET_KEY set to a random "
+                                 "string of at least 32 characters (the development default is public)")  # fmt: skip
             return self
         problems = []
-        if self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
+        if weak_secret:
             problems.append("SVDIFF_SECRET_KEY must be set to a random string of at least 32 characters")
-        if self.database_url is None:
-            problems.append("SVDIFF_DATABASE_URL must be set")
+        if self.database_url is None or self.database_url.startswith("sqlite"):
+            problems.append("SVDIFF_DATABASE_URL must name a real database (postgresql+psycopg://...), not SQLite")
         if self.broker_url.startswith("memory://"):
             problems.append("SVDIFF_BROKER_URL must name a real broker (redis://...)")
         if self.storage == "s3" and not (self.s3_access_key_id and self.s3_secret_access_key):
             problems.append("SVDIFF_S3_ACCESS_KEY_ID and SVDIFF_S3_SECRET_ACCESS_KEY must be set")
+        if self.allow_private_webhooks:
+            problems.append("SVDIFF_ALLOW_PRIVATE_WEBHOOKS is for tests and development only")
         if problems:
             raise ValueError("; ".join(problems))
         return self

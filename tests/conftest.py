@@ -87,6 +87,7 @@ def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
     prefix = f"svdiff-test-{secrets.token_hex(4)}:"
     yield {
         "SVDIFF_ENVIRONMENT": "development",
+        "SVDIFF_SECRET_KEY": secrets.token_hex(32),  # development with real services needs a real secret
         "SVDIFF_DATA_DIR": str(tmp_path_factory.mktemp("var")),
         "SVDIFF_DATABASE_URL": pg_url,
         "SVDIFF_BROKER_URL": REDIS_URL,

@@ -38,6 +38,30 @@ def test_production_with_real_settings() -> None:
     assert settings.environment == "production"
 
 
+@pytest.mark.parametrize("outside", [
+    {"database_url": "postgresql+psycopg://db/svdiff"},
+    {"broker_url": "redis://redis:6379/0"},
+    {"host": "0.0.0.0"},
+])  # fmt: skip
+def test_development_defaults_only_in_the_embedded_mode(outside: dict[str, str]) -> None:
+    """The public development secret once signed a forged link with a real database and Redis behind it."""
+    with pytest.raises(ValidationError, match="SVDIFF_SECRET_KEY"):
+        Settings(_env_file=None, **outside)  # type: ignore[arg-type]
+    assert Settings(_env_file=None, secret_key="r" * 40, **outside).environment == "development"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("problem", [
+    {"database_url": "sqlite:///var/svdiff.db"},
+    {"allow_private_webhooks": True},
+])  # fmt: skip
+def test_production_refuses_sqlite_and_private_webhooks(problem: dict[str, object]) -> None:
+    real = {"environment": "production", "secret_key": "s" * 40, "database_url": "postgresql+psycopg://db/svdiff",
+            "broker_url": "redis://redis:6379/0", "storage": "s3", "s3_access_key_id": "a",
+            "s3_secret_access_key": "b"}  # fmt: skip
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, **(real | problem))  # type: ignore[arg-type]
+
+
 def test_short_bootstrap_key_is_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(bootstrap_admin_key="short", _env_file=None)  # type: ignore[call-arg]
