@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
+from api.guard import AuthFirst
 from api.metrics import Metrics
 from api.query import EmptyQueryValuesAreAbsent
 from api.ratelimit import RateLimitMiddleware, make_rate_limits
@@ -68,6 +69,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.state.rate_limits = make_rate_limits(runtime.settings)
     if app.state.rate_limits is not None:
         app.middleware("http")(RateLimitMiddleware(app.state.rate_limits, errors.service_error))
+    app.add_middleware(AuthFirst, runtime=runtime, limits=app.state.rate_limits, render=errors.service_error)
     app.state.metrics = Metrics(runtime)
     app.middleware("http")(app.state.metrics.middleware)  # added last, so outermost: it counts the 429s too
     errors.install(app)

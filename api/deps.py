@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.guard import STATE_USER_ID
 from core.accounts import user_for_key
 from core.db import session_scope
 from core.errors import Forbidden, Unauthorized
@@ -38,8 +39,14 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 
 
 def get_current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request, session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
+    authenticated = getattr(request.state, STATE_USER_ID, None)  # api.guard checked the key before the body
+    if authenticated is not None:
+        user = session.get(User, authenticated)
+        if user is not None:
+            return user
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized()
     user = user_for_key(session, credentials.credentials)

@@ -103,6 +103,29 @@ class RateLimits:
             raise RateLimited(f"At most {limit} {what} per {window} s per API key; retry in {retry_after} s.",
                               retry_after)
 
+    def _retry_after(self, now: float) -> int:
+        window = self.settings.rate_limit_window_seconds
+        return max(1, math.ceil((int(now // window) + 1) * window - now))
+
+    def count_failure(self, address: str) -> RateLimited | None:
+        """Count a failed authentication of a client address; the 429 to answer instead of the 401 once it is over
+        the limit this window."""
+        window, limit, now = self.settings.rate_limit_window_seconds, self.settings.rate_limit_failures, self.clock()
+        if now < self._down_until:
+            return None
+        key = f"fail:{hashlib.sha256(address.encode()).hexdigest()[:32]}"
+        try:
+            seen = self.counter.hit(key, window, now)
+        except Exception as exc:
+            log.warning("rate limit store unavailable (%s); not limiting for 10 s", type(exc).__name__)
+            self._down_until = now + 10
+            return None
+        if seen <= limit:
+            return None
+        retry_after = self._retry_after(now)
+        return RateLimited(f"At most {limit} failed authentications per {window} s from one address; retry in "
+                           f"{retry_after} s.", retry_after)  # fmt: skip
+
     def check_request(self, api_key: str) -> None:
         self._check("req", api_key, self.settings.rate_limit_requests, "requests")
 

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     rate_limit_requests: int = Field(default=600, ge=1)  # every request that carries a key
     rate_limit_jobs: int = Field(default=60, ge=1)  # POSTs that create a training, generation or edit
     rate_limit_window_seconds: int = Field(default=60, ge=1)
+    rate_limit_failures: int = Field(default=60, ge=1)  # failed authentications per client address
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # any body but a multipart upload
     rate_limit_storage: str | None = None  # "memory://" or a redis:// URL; default: the broker
 
     # Webhooks

@@ -103,6 +103,7 @@ def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
         # counted in Redis as in production, but high enough for the suite; tests/api/test_rate_limit.py lowers them
         "SVDIFF_RATE_LIMIT_REQUESTS": "100000",
         "SVDIFF_RATE_LIMIT_JOBS": "100000",
+        "SVDIFF_RATE_LIMIT_FAILURES": "100000",
     }
     client = redis.Redis.from_url(REDIS_URL)
     for key in client.scan_iter(match=prefix + "*", count=500):

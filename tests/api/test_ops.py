@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import httpx
 
+from tests.conftest import ADMIN_KEY
+
 
 def test_health_ready_metrics(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
@@ -26,5 +28,6 @@ def test_unknown_route_and_method_are_problems(client: httpx.Client) -> None:
     missing = client.get("/v1/nothing")
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     assert missing.json()["instance"] == "/v1/nothing"
-    wrong = client.put("/v1/me")
+    assert client.put("/v1/me").status_code == 401  # a body-carrying method is authenticated before routing
+    wrong = client.put("/v1/me", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert wrong.status_code == 405 and wrong.json()["status"] == 405

@@ -101,7 +101,7 @@ def test_a_new_window_allows_again() -> None:
 def test_embedded_mode_counts_in_process_and_redis_mode_in_redis() -> None:
     embedded = make_rate_limits(Settings(_env_file=None))  # type: ignore[call-arg]
     assert embedded is not None and isinstance(embedded.counter, MemoryCounter)
-    shared = make_rate_limits(Settings(broker_url=REDIS_URL, _env_file=None))  # type: ignore[call-arg]
+    shared = make_rate_limits(Settings(broker_url=REDIS_URL, secret_key="r" * 40, _env_file=None))  # type: ignore[call-arg]
     assert shared is not None and isinstance(shared.counter, RedisCounter)
 
 
