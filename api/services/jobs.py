@@ -84,6 +84,9 @@ def create_edit(session: Session, runtime: Runtime, user: User, fields: EditFiel
 
 def cancel(session: Session, runtime: Runtime, job: Job) -> Job:
     """A queued job is canceled at once; a running one is asked to stop and stops at its next step."""
+    # Read the status under the row lock a worker's claim takes too: else a claim committed meanwhile would be
+    # overwritten (running -> canceled) by a status read before it.
+    session.refresh(job, with_for_update=True)
     if job.status == QUEUED:
         change_status(session, runtime, job, CANCELED)
     elif job.status == RUNNING:

@@ -109,3 +109,36 @@ def test_deleting_the_subject_deletes_its_trainings(client: httpx.Client, user: 
     training = train(client, user, [subject["id"]]).json()
     assert client.delete(f"/v1/subjects/{subject['id']}", headers=auth(user)).status_code == 204
     assert client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).status_code == 404
+
+
+def test_a_cancel_racing_a_claim_does_not_overwrite_running(client: httpx.Client, user: dict[str, str],
+                                                            runtime: Any) -> None:  # fmt: skip
+    """A worker's claim holds the row lock while it marks the job running; a cancel arriving meanwhile waits for
+    it and then asks the running job to stop, instead of overwriting running with canceled."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    subject = subject_with_photos(client, user)
+    training = train(client, user, [subject["id"]]).json()
+    locked, release = threading.Event(), threading.Event()
+
+    def claim() -> None:
+        with runtime.engine.begin() as conn:
+            conn.execute(text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": training["id"]})
+            conn.execute(text("UPDATE jobs SET status = 'running' WHERE id = :id"), {"id": training["id"]})
+            locked.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=claim)
+    worker.start()
+    assert locked.wait(10)
+    threading.Timer(0.5, release.set).start()  # the claim commits while the cancel waits for the lock
+    started = time.monotonic()
+    canceled = client.post(f"/v1/trainings/{training['id']}/cancel", headers=auth(user))
+    worker.join()
+    assert time.monotonic() - started >= 0.4  # it did wait for the claim's lock
+    assert canceled.status_code == 202, canceled.text
+    assert canceled.json()["status"] == "running"
+    assert client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()["status"] == "running"
