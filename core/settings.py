@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(default=6 * 3600, ge=10)  # above the longest task
     broker_transport_options: dict[str, Any] = Field(default_factory=dict)  # extra kombu options (JSON)
     progress_interval_seconds: float = 1.0
+    db_retry_seconds: float = Field(default=120.0, ge=0)  # a worker's progress and result writes wait this long
     lora_export_wait_seconds: float = 20.0
     default_training_steps: int = 400  # unset: recipe_defaults(base_model)
     max_training_steps: int = 5000

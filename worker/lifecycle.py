@@ -24,6 +24,25 @@ from worker.method import Canceled
 
 log = logging.getLogger(__name__)
 J = TypeVar("J", bound=Job)
+R = TypeVar("R")
+TRANSIENT_DB = (OperationalError, InterfaceError)  # a database restarting, a dropped connection
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 10.0
+
+
+def retrying(runtime: Runtime, what: str, write: Callable[[], R], sleep: Callable[[float], None] = time.sleep) -> R:
+    """`write()`, retried with exponential backoff while the database is unreachable, for up to
+    `db_retry_seconds`; then the last error is raised (the job stays running and the reconciler takes it over)."""
+    deadline = time.monotonic() + runtime.settings.db_retry_seconds
+    delay = BACKOFF_FIRST_S
+    while True:
+        try:
+            return write()
+        except TRANSIENT_DB as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database unreachable (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+            sleep(delay)
+            delay = min(2 * delay, BACKOFF_MAX_S)
 
 
 class JobLost(Exception):
@@ -65,7 +84,8 @@ def load_job(runtime: Runtime, kind: type[J], job_id: str, worker: str) -> J:
 
 class Progress:
     """`progress(step, total)`: writes step/total and the heartbeat at most every `interval` seconds; returns
-    False once a cancel was requested or the job was lost."""
+    False once a cancel was requested or the job was lost. A write the database does not take is retried with
+    backoff (`retrying`): the training waits for a restarting database instead of losing its attempt."""
 
     def __init__(self, runtime: Runtime, job_id: str, worker: str) -> None:
         self.runtime, self.job_id, self.worker = runtime, job_id, worker
@@ -78,7 +98,7 @@ class Progress:
         now = time.monotonic()
         if now - self.last_write >= self.interval or step >= total:
             self.last_write = now
-            self._write(step, total)
+            retrying(self.runtime, f"progress of job {self.job_id}", lambda: self._write(step, total))
         return not (self.cancel_requested or self.lost)
 
     def _write(self, step: int, total: int) -> None:
@@ -108,7 +128,7 @@ def heartbeat(runtime: Runtime, job_id: str, worker: str) -> Iterator[None]:
                         .where(Job.id == job_id, Job.worker_id == worker, Job.status == RUNNING)
                         .values(heartbeat_at=utcnow())
                     )
-            except Exception:
+            except Exception:  # the next beat tries again; a database down for long lets the job go stale
                 log.warning("heartbeat of job %s failed", job_id, exc_info=True)
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
@@ -190,14 +210,19 @@ def _run(runtime: Runtime, kind: type[J], job: J, worker: str, work: Work[J]) ->
         raise  # the job stays running; its heartbeat goes stale and the reconciler retries it
     except Exception as exc:
         return _failed(runtime, kind, job_id, worker, exc)
-    try:
+    def store() -> bool:
         with session_scope(runtime.sessions) as session:
             owned = owned_running(session, job_id, worker)
             if owned is None or not isinstance(owned, kind):
-                return "lost"
+                return False
             write_results(session, owned)
             owned.progress_step = max(owned.progress_step, owned.progress_total)
             change_status(session, runtime, owned, SUCCEEDED)
+            return True
+
+    try:
+        if not retrying(runtime, f"results of job {job_id}", store):
+            return "lost"
     except INFRASTRUCTURE:
         raise
     except Exception as exc:  # results the database refuses (a bug, a value out of range): fail now, not at the

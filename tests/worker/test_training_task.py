@@ -147,3 +147,64 @@ def test_canceled_while_queued_is_never_run(
     client.post(f"/v1/trainings/{training['id']}/cancel", headers=auth(user))
     assert run(runtime, training["id"]) == "skipped"
     assert fake_method.resumed_from is None
+
+
+class FlakySessions:
+    """The runtime's sessionmaker, except that while `down` every new session fails as a restarting database
+    makes it fail."""
+
+    def __init__(self, sessions: Any) -> None:
+        self.sessions, self.down, self.refused = sessions, False, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            from sqlalchemy.exc import OperationalError
+
+            self.refused += 1
+            raise OperationalError("SELECT 1", {}, Exception("the database system is starting up"))
+        return self.sessions(*args, **kwargs)
+
+
+def test_a_training_outlives_a_database_restart_without_losing_its_attempt(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import dataclasses
+    import threading
+
+    from worker import lifecycle
+
+    training = new_training(client, user, steps=6)
+    flaky = FlakySessions(runtime.sessions)
+    restarting = dataclasses.replace(runtime, sessions=flaky)
+    monkeypatch.setattr(lifecycle, "BACKOFF_FIRST_S", 0.05)
+
+    def on_step(step: int) -> None:  # the database goes down at step 3 for 0.6 s
+        if step == 3:
+            flaky.down = True
+            threading.Timer(0.6, lambda: setattr(flaky, "down", False)).start()
+
+    fake_method.on_step = on_step
+    assert run(restarting, training["id"]) == "succeeded"
+    assert flaky.refused > 0
+    done = client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()
+    assert done["status"] == "succeeded" and done["progress"]["step"] == 6
+    with session_scope(runtime.sessions) as session:
+        assert session.get(Job, training["id"]).attempts == 1  # the same attempt went on
+
+
+def test_a_database_down_past_the_retry_budget_leaves_the_job_to_the_reconciler(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod,
+) -> None:  # fmt: skip
+    import dataclasses
+
+    from sqlalchemy.exc import OperationalError
+
+    training = new_training(client, user, steps=4)
+    flaky = FlakySessions(runtime.sessions)
+    settings = runtime.settings.model_copy(update={"db_retry_seconds": 0.3})
+    restarting = dataclasses.replace(runtime, sessions=flaky, settings=settings)
+    fake_method.on_step = lambda step: setattr(flaky, "down", step == 2 or flaky.down)
+    with pytest.raises(OperationalError):
+        run(restarting, training["id"])
+    assert client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()["status"] == "running"
