@@ -68,8 +68,16 @@ def make_celery(settings: Settings) -> Celery:
             "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_every_seconds},
         },
         timezone="UTC",
+        task_annotations=time_limits(settings),
     )
     return app
+
+
+def time_limits(settings: Settings) -> dict[str, dict[str, int]]:
+    """Soft limit (the task fails with SoftTimeLimitExceeded as its reason), then the hard one a minute later."""
+    inference = settings.inference_time_limit_seconds
+    limits = {TRAIN: settings.training_time_limit_seconds, GENERATE: inference, EDIT: inference, EXPORT_LORA: inference}
+    return {task: {"soft_time_limit": limit, "time_limit": limit + 60} for task, limit in limits.items()}
 
 
 @lru_cache

@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     broker_transport_options: dict[str, Any] = Field(default_factory=dict)  # extra kombu options (JSON)
     progress_interval_seconds: float = 1.0
     db_retry_seconds: float = Field(default=120.0, ge=0)  # a worker's progress and result writes wait this long
+    # A running job that makes no step for this long (before its first: for prepare_timeout) stops beating and
+    # is taken over once its heartbeat is stale.
+    step_timeout_seconds: float = Field(default=300.0, gt=0)
+    prepare_timeout_seconds: float = Field(default=1800.0, gt=0)  # loading, SVD, class images
+    # Celery's soft and hard time limits per task kind (the hard one a minute after the soft one).
+    training_time_limit_seconds: int = Field(default=6 * 3600, ge=60)
+    inference_time_limit_seconds: int = Field(default=1800, ge=60)
     lora_export_wait_seconds: float = 20.0
     default_training_steps: int = 400  # unset: recipe_defaults(base_model)
     max_training_steps: int = 5000

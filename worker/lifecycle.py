@@ -93,9 +93,18 @@ class Progress:
         self.last_write = 0.0
         self.cancel_requested = False
         self.lost = False
+        self.stepped = False
+        self.last_step_at = time.monotonic()
+
+    def stalled(self) -> bool:
+        """No step for longer than a job may take over one (before the first: over its preparation)."""
+        settings = self.runtime.settings
+        bound = settings.step_timeout_seconds if self.stepped else settings.prepare_timeout_seconds
+        return time.monotonic() - self.last_step_at > bound
 
     def __call__(self, step: int, total: int) -> bool:
         now = time.monotonic()
+        self.stepped, self.last_step_at = True, now
         if now - self.last_write >= self.interval or step >= total:
             self.last_write = now
             retrying(self.runtime, f"progress of job {self.job_id}", lambda: self._write(step, total))
@@ -114,13 +123,18 @@ class Progress:
 
 
 @contextmanager
-def heartbeat(runtime: Runtime, job_id: str, worker: str) -> Iterator[None]:
-    """Keep `heartbeat_at` fresh while the method prepares (no steps yet), so the reconciler leaves it alone."""
+def heartbeat(runtime: Runtime, job_id: str, worker: str, progress: Progress | None = None) -> Iterator[None]:
+    """Keep `heartbeat_at` fresh while the job makes progress, so the reconciler leaves it alone. Liveness is
+    progress, not a live thread: once `progress` stalls (a wedged step) the beats stop, the heartbeat goes stale,
+    and the reconciler gives the job to another worker."""
     stop = threading.Event()
     every = max(runtime.settings.heartbeat_timeout_seconds / 4, 1.0)
 
     def beat() -> None:
         while not stop.wait(every):
+            if progress is not None and progress.stalled():
+                log.warning("job %s made no progress within its bound; no heartbeat", job_id)
+                continue
             try:
                 with session_scope(runtime.sessions) as session:
                     session.execute(
@@ -196,7 +210,7 @@ def _run(runtime: Runtime, kind: type[J], job: J, worker: str, work: Work[J]) ->
     job_id = job.id
     progress = Progress(runtime, job_id, worker)
     try:
-        with heartbeat(runtime, job_id, worker):
+        with heartbeat(runtime, job_id, worker, progress):
             write_results = work(job, progress)
         if progress.lost:
             raise JobLost(job_id)

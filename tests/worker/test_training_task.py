@@ -208,3 +208,39 @@ def test_a_database_down_past_the_retry_budget_leaves_the_job_to_the_reconciler(
     with pytest.raises(OperationalError):
         run(restarting, training["id"])
     assert client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()["status"] == "running"
+
+
+def test_a_wedged_step_stops_the_heartbeat(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod,
+) -> None:  # fmt: skip
+    """The heartbeat thread kept beating while work() was stuck, so a hung job stayed running forever: liveness is
+    now progress, and a step that takes longer than its bound lets the heartbeat go stale."""
+    import dataclasses
+    import time
+
+    training = new_training(client, user, steps=3)
+    settings = runtime.settings.model_copy(update={"heartbeat_timeout_seconds": 5, "step_timeout_seconds": 0.5})
+    quick = dataclasses.replace(runtime, settings=settings)
+    beats: list[Any] = []
+
+    def wedge(step: int) -> None:
+        if step == 2:  # stuck for longer than 2 beats (every 1.25 s) and the step bound
+            with session_scope(runtime.sessions) as session:
+                beats.append(session.get(Job, training["id"]).heartbeat_at)
+            time.sleep(3.5)
+            with session_scope(runtime.sessions) as session:
+                beats.append(session.get(Job, training["id"]).heartbeat_at)
+
+    fake_method.on_step = wedge
+    assert run(quick, training["id"]) == "succeeded"
+    assert beats[0] == beats[1]  # no beat while the step hung
+
+
+def test_celery_time_limits_per_task_kind() -> None:
+    from core.celery_app import EDIT, GENERATE, TRAIN, make_celery
+    from core.settings import Settings
+
+    app = make_celery(Settings(_env_file=None, training_time_limit_seconds=7200))  # type: ignore[call-arg]
+    app.loader.import_default_modules()
+    assert (app.tasks[TRAIN].soft_time_limit, app.tasks[TRAIN].time_limit) == (7200, 7260)
+    assert app.tasks[GENERATE].soft_time_limit == app.tasks[EDIT].soft_time_limit == 1800
