@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     storage: Literal["local", "s3"] = "local"
     storage_dir: Path | None = None  # default: <data_dir>/blobs
     s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None  # where clients reach the server, for signed links (default: the above)
     s3_bucket: str = "svdiff"
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
@@ -134,6 +135,8 @@ class Settings(BaseSettings):
     rate_limit_window_seconds: int = Field(default=60, ge=1)
     rate_limit_failures: int = Field(default=60, ge=1)  # failed authentications per client address
     max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # any body but a multipart upload
+    metrics_token: str | None = None  # /metrics wants `Authorization: Bearer <token>`; unset: open in development,
+    # off (404) in production
     rate_limit_storage: str | None = None  # "memory://" or a redis:// URL; default: the broker
 
     # Webhooks

@@ -36,9 +36,12 @@ class Storage(Protocol):
 
 
 class S3Storage:
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, presign_client: Any | None = None) -> None:
+        """`presign_client`: the same credentials at the address clients reach (the signature covers the host);
+        without one, links point where the service reaches the server."""
         self.client = client
         self.bucket = bucket
+        self.presign_client = presign_client or client
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -90,7 +93,7 @@ class S3Storage:
         params: dict[str, str] = {"Bucket": self.bucket, "Key": key}
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))
+        return str(self.presign_client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))
 
     def check(self) -> None:
         self._call("head_bucket")
@@ -215,7 +218,7 @@ class DownloadSigner:
         return key, filename
 
 
-def make_s3_client(settings: Settings) -> Any:
+def make_s3_client(settings: Settings, endpoint_url: str | None = None) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -228,7 +231,7 @@ def make_s3_client(settings: Settings) -> Any:
     )
     return boto3.client(
         "s3",
-        endpoint_url=settings.s3_endpoint_url,
+        endpoint_url=endpoint_url or settings.s3_endpoint_url,
         region_name=settings.s3_region,
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=settings.s3_secret_access_key,
@@ -238,5 +241,7 @@ def make_s3_client(settings: Settings) -> Any:
 
 def make_storage(settings: Settings) -> Storage:
     if settings.storage == "s3":
-        return S3Storage(make_s3_client(settings), settings.s3_bucket)
+        public = settings.s3_public_endpoint_url
+        presign = make_s3_client(settings, public) if public else None
+        return S3Storage(make_s3_client(settings), settings.s3_bucket, presign)
     return LocalStorage(settings.blob_dir, DownloadSigner(settings.secret_key, settings.base_url))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import RuntimeDep
 from api.errors import problem
 from core.celery_app import check_broker
+from core.errors import NotFound, Unauthorized
 from core.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
@@ -54,5 +56,12 @@ async def readyz(request: Request, runtime: RuntimeDep) -> Response:
 
 @router.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus text format."""
+    """Prometheus text format, behind `SVDIFF_METRICS_TOKEN` when set (in production only then)."""
+    settings = request.app.state.runtime.settings
+    token = settings.metrics_token
+    if token is None and settings.environment == "production":
+        raise NotFound("Metrics are off: set SVDIFF_METRICS_TOKEN to serve them.")
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if token is not None and not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("Metrics need `Authorization: Bearer <SVDIFF_METRICS_TOKEN>`.")
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

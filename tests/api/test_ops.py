@@ -31,3 +31,20 @@ def test_unknown_route_and_method_are_problems(client: httpx.Client) -> None:
     assert client.put("/v1/me").status_code == 401  # a body-carrying method is authenticated before routing
     wrong = client.put("/v1/me", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert wrong.status_code == 405 and wrong.json()["status"] == 405
+
+
+def test_metrics_behind_a_token_and_off_in_production_without_one(runtime) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    def api(**update: object) -> TestClient:
+        return TestClient(create_app(dataclasses.replace(runtime, settings=runtime.settings.model_copy(update=update))))
+
+    guarded = api(metrics_token="m" * 32)
+    assert guarded.get("/metrics").status_code == 401
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert guarded.get("/metrics", headers={"Authorization": f"Bearer {'m' * 32}"}).status_code == 200
+    assert api(environment="production", metrics_token=None).get("/metrics").status_code == 404

@@ -17,6 +17,7 @@ ENV = {
     "SVDIFF_BOOTSTRAP_ADMIN_KEY": "k" * 40,
     "POSTGRES_PASSWORD": "pg-password",
     "MINIO_ROOT_PASSWORD": "minio-password",
+    "MINIO_APP_PASSWORD": "minio-app-password",
 }
 
 
@@ -67,6 +68,18 @@ def test_compose_config_passes_and_wires_every_service(config: dict[str, Any]) -
     wired = ("api", "worker-training", "worker-inference")
     base_models = {services[name]["environment"]["SVDIFF_BASE_MODEL"] for name in wired}
     assert base_models == {"stable-diffusion-v1-5/stable-diffusion-v1-5"}  # the API picks tokens for that tokenizer
+
+
+def test_compose_keeps_storage_and_metrics_private(config: dict[str, Any]) -> None:
+    services = config["services"]
+    ports = services["minio"]["ports"]
+    published = [p if isinstance(p, str) else f"{p.get('host_ip', '')}:{p.get('published')}" for p in ports]
+    assert all(p.startswith("127.0.0.1:") for p in published), ports  # not published on every interface
+    env = services["api"]["environment"]
+    assert env["SVDIFF_S3_ACCESS_KEY_ID"] == "svdiff-app" != services["minio"]["environment"]["MINIO_ROOT_USER"]
+    assert env["SVDIFF_S3_SECRET_ACCESS_KEY"] == "minio-app-password"  # not MinIO's root credentials
+    assert env["SVDIFF_S3_PUBLIC_ENDPOINT_URL"] == "http://localhost:9000"  # signed links clients can reach
+    assert "svdiff-app" in " ".join(services["bucket"]["entrypoint"])
 
 
 def test_compose_refuses_missing_secrets() -> None:

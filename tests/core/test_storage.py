@@ -120,3 +120,13 @@ def test_an_unusable_blob_folder_answers_503_to_an_upload(client, user, runtime,
     assert response.headers["content-type"].startswith("application/problem+json")
     monkeypatch.undo()
     assert client.get(f"/v1/subjects/{subject['id']}", headers=auth(user)).json()["photo_count"] == 0
+
+
+def test_signed_links_use_the_public_endpoint(runtime: Any) -> None:
+    from core.storage import make_storage
+
+    settings = runtime.settings.model_copy(update={"s3_public_endpoint_url": "https://files.example.com"})
+    storage = make_storage(settings)
+    url = storage.presigned_url("some/key.png", 60)
+    assert url.startswith("https://files.example.com/") and "Signature=" in url
+    assert storage.client.meta.endpoint_url == runtime.settings.s3_endpoint_url  # the service still talks inside
