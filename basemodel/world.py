@@ -365,7 +365,7 @@ def caption(scene: Scene, style: CaptionStyle = FULL_STYLE, identifiers: tuple[s
     return f"a photo of {text}" if style.photo else text
 
 
-IDENTIFIER_PROBABILITY = 0.15  # of a base caption naming one of its objects with a reserved identifier
+IDENTIFIER_PROBABILITY = 0.4  # of a base caption naming one of its objects with a reserved identifier
 
 
 def with_identifier(scene: Scene, rng: np.random.Generator) -> tuple[Scene, tuple[str | None, ...]]:
