@@ -1,4 +1,4 @@
-"""`python -m bench.quality --quick` end to end on the shipped base model (slow: `make test-slow`)."""
+"""`python -m bench.quality --quick` end to end on the shipped base model (in `make test`: CI runs it)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ NAMES = ("svdiff_fidelity", "svdiff_fidelity_lo", "full_fidelity", "svdiff_promp
 LINE = re.compile("^quality: " + " ".join(rf"{name}=(\S+)" for name in NAMES) + "$")
 
 
-@pytest.mark.slow
 def test_quick_run_writes_report_grids_and_line(tmp_path: Path) -> None:
     if not (BASE_MODEL_PATH / "model_index.json").exists() or not (READER_PATH / "config.json").exists():
         pytest.skip("the base model is not built")

@@ -1,4 +1,4 @@
-"""`make demo`: the example subjects, the prompts, and (slow) the whole run against a real embedded server."""
+"""`make demo`: the example subjects, the prompts, and the whole run against a real embedded server."""
 
 from __future__ import annotations
 
@@ -120,7 +120,6 @@ def test_the_demo_wipes_only_its_own_data_folder(tmp_path: Path) -> None:
     assert not (own / "svdiff.db").exists() and not list((tmp_path / "out").glob("*.png"))
 
 
-@pytest.mark.slow
 def test_make_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "demo", "--out", str(out), "--data-dir", str(tmp_path / "var"), "--steps", "30",
