@@ -46,6 +46,22 @@ class UserCreated(UserOut):
     webhook_secret: str = Field(description="Signs this user's webhooks (Standard Webhooks, `whsec_` base64 key).")
 
 
+class ApiKeyOut(BaseModel):
+    id: str
+    prefix: str = Field(description="The key's first characters, to recognise it; the key itself is never shown again.")
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="To a few minutes.")
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    api_key: str = Field(description="Shown once: only its hash is stored.")
+
+
+class ApiKeyList(BaseModel):
+    data: list[ApiKeyOut]
+
+
 TOKEN_DESCRIPTION = (
     "One lowercase word naming the subject in prompts. Default: the first of the service's default tokens (rare "
     "identifiers, each a single token of the base model's tokenizer; 20 unless configured) that none of your "

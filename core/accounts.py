@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 
@@ -11,6 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import ApiKey, User, utcnow
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "svd_"
 LAST_USED_PRECISION = timedelta(minutes=5)
@@ -30,10 +33,27 @@ def generate_webhook_secret() -> str:
 
 
 def add_key(session: Session, user: User, key: str | None = None) -> str:
+    return new_key(session, user, key)[1]
+
+
+def new_key(session: Session, user: User, key: str | None = None) -> tuple[ApiKey, str]:
+    """A new API key of `user`: its row and the secret, in clear (only its hash is stored)."""
     key = key or generate_api_key()
-    session.add(ApiKey(user_id=user.id, key_hash=hash_api_key(key), prefix=key[:10]))
+    row = ApiKey(user_id=user.id, key_hash=hash_api_key(key), prefix=key[:10])
+    session.add(row)
     session.flush()
-    return key
+    return row, key
+
+
+def revoke_key(row: ApiKey) -> None:
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+
+
+def rotate_key(session: Session, row: ApiKey) -> tuple[ApiKey, str]:
+    """A new key for the same user, and the old one revoked, in one transaction."""
+    revoke_key(row)
+    return new_key(session, row.user)
 
 
 def create_user(session: Session, name: str, role: str = "user", key: str | None = None) -> tuple[User, str]:
@@ -54,12 +74,15 @@ def user_for_key(session: Session, key: str) -> User | None:
     return api_key.user
 
 
-def ensure_admin_key(session: Session, key: str, name: str = "admin") -> User:
-    """The user this key authenticates, made an admin; created with the key if missing."""
+def ensure_admin_key(session: Session, key: str, name: str = "admin") -> User | None:
+    """The user this key authenticates, made an admin; created with the key if missing. A revoked key stays
+    revoked (None): a restart must not bring back a key an operator took away."""
     existing = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key)))
     if existing is not None:
+        if existing.revoked_at is not None:
+            log.warning("the bootstrap admin key %s... was revoked; it stays revoked", existing.prefix)
+            return None
         existing.user.role = "admin"
-        existing.revoked_at = None
         return existing.user
     user, _ = create_user(session, name, "admin", key)
     return user

@@ -32,5 +32,5 @@ def bootstrap_admin(runtime: Runtime) -> str | None:
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
             handle.write(key + "\n")
     with session_scope(runtime.sessions) as session:
-        ensure_admin_key(session, key, name="development admin")
-    return key
+        admin = ensure_admin_key(session, key, name="development admin")
+    return key if admin is not None else None

@@ -1,4 +1,4 @@
-"""Operator commands: `svdiff-service migrate | create-admin | create-user | create-key | serve | worker`."""
+"""Operator commands: `svdiff-service migrate | create-admin | create-user | create-key | keys | serve | worker`."""
 
 from __future__ import annotations
 
@@ -89,6 +89,36 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """`keys list USER_ID`, `keys revoke KEY_ID`, `keys rotate KEY_ID`."""
+    from core.accounts import revoke_key, rotate_key
+    from core.db import session_scope
+    from models import ApiKey
+
+    runtime = _runtime(settings)
+    with session_scope(runtime.sessions) as session:
+        if args.action == "list":
+            rows = session.scalars(select(ApiKey).where(ApiKey.user_id == args.id).order_by(ApiKey.created_at)).all()
+            for row in rows:
+                state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+                print(f"{row.id}  {row.prefix}...  created {row.created_at:%Y-%m-%d %H:%M}  {state}")
+            return 0
+        row = session.get(ApiKey, args.id, with_for_update=True)
+        if row is None:
+            print(f"no API key {args.id}", file=sys.stderr)
+            return 1
+        if args.action == "revoke":
+            revoke_key(row)
+            print(f"revoked {row.id} ({row.prefix}...)")
+            return 0
+        if row.revoked_at is not None:
+            print(f"API key {args.id} is revoked", file=sys.stderr)
+            return 1
+        new_row, key = rotate_key(session, row)
+        print(f"revoked {row.id} ({row.prefix}...)\nkey_id: {new_row.id}\napi_key: {key}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="svdiff-service", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -105,6 +135,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("create-key", help="add an API key to a user")
     p.add_argument("user_id")
     p.set_defaults(func=cmd_create_key)
+    p = sub.add_parser("keys", help="list a user's API keys, revoke or rotate one")
+    p.add_argument("action", choices=["list", "revoke", "rotate"])
+    p.add_argument("id", help="the user's id (list) or the key's id (revoke, rotate)")
+    p.set_defaults(func=cmd_keys)
     p = sub.add_parser("serve", help="serve the API (embedded mode: with its workers)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)

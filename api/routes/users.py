@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.deps import AdminUser, CurrentUser, SessionDep
 from api.pagination import Page, PageDep, paginate
-from api.schemas import UserCreate, UserCreated, UserOut
-from core.accounts import create_user
-from models import User
+from api.schemas import ApiKeyCreated, ApiKeyList, ApiKeyOut, UserCreate, UserCreated, UserOut
+from api.services.common import is_id
+from core.accounts import create_user, new_key, revoke_key, rotate_key
+from core.errors import NotFound
+from models import ApiKey, User
 
 router = APIRouter(tags=["users"])
 
@@ -31,3 +34,63 @@ def list_users(session: SessionDep, _admin: AdminUser, page: PageDep) -> Page[Us
 @router.get("/v1/me", response_model=UserOut)
 def me(user: CurrentUser) -> UserOut:
     return _out(user)
+
+
+def _key_out(row: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(id=row.id, prefix=row.prefix, created_at=row.created_at, last_used_at=row.last_used_at,
+                     revoked_at=row.revoked_at)  # fmt: skip
+
+
+def _created(row: ApiKey, key: str) -> ApiKeyCreated:
+    return ApiKeyCreated(**_key_out(row).model_dump(), api_key=key)
+
+
+def _key_owner(session: Session, user: User, user_id: str) -> User:
+    """`me` or the caller's own id; any user's for an admin; 404 otherwise (another user's ids are never revealed)."""
+    if user_id in ("me", user.id):
+        return user
+    owner = session.get(User, user_id) if user.is_admin and is_id(user_id) else None
+    if owner is None:
+        raise NotFound(f"No user {user_id!r}.")
+    return owner
+
+
+def _key(session: Session, user: User, user_id: str, key_id: str) -> ApiKey:
+    owner = _key_owner(session, user, user_id)
+    row = session.get(ApiKey, key_id, with_for_update=True) if is_id(key_id) else None
+    if row is None or row.user_id != owner.id:
+        raise NotFound(f"No API key {key_id!r}.")
+    return row
+
+
+@router.get("/v1/users/{user_id}/keys", response_model=ApiKeyList, tags=["keys"])
+def list_keys(user_id: str, session: SessionDep, user: CurrentUser) -> ApiKeyList:
+    """A user's API keys, revoked ones included (`me` for your own; any user's for an admin)."""
+    owner = _key_owner(session, user, user_id)
+    rows = session.scalars(select(ApiKey).where(ApiKey.user_id == owner.id).order_by(ApiKey.created_at, ApiKey.id))
+    return ApiKeyList(data=[_key_out(row) for row in rows])
+
+
+@router.post("/v1/users/{user_id}/keys", status_code=201, response_model=ApiKeyCreated, tags=["keys"])
+def create_key(user_id: str, session: SessionDep, user: CurrentUser) -> ApiKeyCreated:
+    """A new API key; the key is shown only in this answer."""
+    row, key = new_key(session, _key_owner(session, user, user_id))
+    return _created(row, key)
+
+
+@router.post("/v1/users/{user_id}/keys/{key_id}/rotate", status_code=201, response_model=ApiKeyCreated,
+             tags=["keys"])  # fmt: skip
+def rotate(user_id: str, key_id: str, session: SessionDep, user: CurrentUser) -> ApiKeyCreated:
+    """A new key in place of this one, which is revoked at once (a revoked key cannot be rotated: 404)."""
+    row = _key(session, user, user_id, key_id)
+    if row.revoked_at is not None:
+        raise NotFound(f"API key {key_id!r} is revoked.")
+    new_row, key = rotate_key(session, row)
+    return _created(new_row, key)
+
+
+@router.delete("/v1/users/{user_id}/keys/{key_id}", status_code=204, tags=["keys"])
+def revoke(user_id: str, key_id: str, session: SessionDep, user: CurrentUser) -> Response:
+    """Revoke a key: it authenticates nothing from now on (revoking a revoked key changes nothing)."""
+    revoke_key(_key(session, user, user_id, key_id))
+    return Response(status_code=204)

@@ -35,6 +35,19 @@ def test_operator_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
         assert [u.role if u else None for u in found] == ["admin", "user", "user"]
         assert found[1] is found[2]
     engine.dispose()
+    listed = cli.main(["keys", "list", user["user_id"]]) == 0 and capsys.readouterr().out.splitlines()
+    assert listed and len(listed) == 2 and all("active" in line for line in listed)
+    first_key_id = listed[0].split()[0]
+    code, rotated = run(capsys, "keys", "rotate", first_key_id)
+    assert code == 0 and rotated["api_key"].startswith("svd_")
+    assert run(capsys, "keys", "rotate", first_key_id)[0] == 1  # revoked by the rotation
+    assert run(capsys, "keys", "revoke", rotated["key_id"])[0] == 0
+    assert run(capsys, "keys", "revoke", "no-such-key")[0] == 1
+    engine = make_engine(settings.db_url)
+    with make_sessionmaker(engine)() as session:
+        assert user_for_key(session, user["api_key"]) is None and user_for_key(session, rotated["api_key"]) is None
+        assert user_for_key(session, extra["api_key"]) is not None
+    engine.dispose()
 
 
 def test_worker_command_line() -> None:
