@@ -60,3 +60,6 @@ def prior_prefix(base_fingerprint: str) -> str:
 
 def training_state(training_id: str) -> str:
     return f"training-state/{training_id}.bin"
+
+
+PENDING_SUFFIX = ".pending"  # beside an export being made: when it was asked for (api.routes.checkpoints)

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     # Celery's soft and hard time limits per task kind (the hard one a minute after the soft one).
     training_time_limit_seconds: int = Field(default=6 * 3600, ge=60)
     inference_time_limit_seconds: int = Field(default=1800, ge=60)
-    lora_export_wait_seconds: float = 20.0
+    lora_export_pending_seconds: float = Field(default=300.0, gt=0)  # a LoRA export asked for is not asked again
     default_training_steps: int = 400  # unset: recipe_defaults(base_model)
     max_training_steps: int = 5000
     default_learning_rate: float = 1e-3  # unset: recipe_defaults(base_model)

@@ -98,7 +98,6 @@ def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
         "SVDIFF_S3_ACCESS_KEY_ID": "test",
         "SVDIFF_S3_SECRET_ACCESS_KEY": "test",
         "SVDIFF_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-        "SVDIFF_LORA_EXPORT_WAIT_SECONDS": "1",
         "SVDIFF_PROGRESS_INTERVAL_SECONDS": "0",
         # counted in Redis as in production, but high enough for the suite; tests/api/test_rate_limit.py lowers them
         "SVDIFF_RATE_LIMIT_REQUESTS": "100000",

@@ -44,13 +44,13 @@ def storage_keys(runtime: Any, prefix: str) -> set[str]:
 
 
 def download_lora(client: httpx.Client, user: dict[str, str], path: str, timeout: float = 90.0) -> httpx.Response:
-    """format=lora answers 503 with Retry-After while an inference worker makes the export."""
+    """format=lora answers 202 with Retry-After while an inference worker makes the export."""
     deadline = time.monotonic() + timeout
     while True:
         response = client.get(path, headers=auth(user))
-        if response.status_code != 503 or time.monotonic() > deadline:
+        if response.status_code != 202 or time.monotonic() > deadline:
             return response
-        assert response.headers["content-type"] == "application/problem+json" and response.headers["Retry-After"]
+        assert response.json()["status"] == "exporting" and response.headers["Retry-After"]
         time.sleep(0.5)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from core import keys
 from models import Edit, Generation
 from tests.api.helpers import finished_checkpoint, subject_with_photos, train
 from tests.conftest import auth
@@ -60,7 +61,10 @@ def test_lora_export_writes_the_blob_the_api_streams(
 ) -> None:
     subject = subject_with_photos(client, user)
     checkpoint_id = finished_checkpoint(runtime, train(client, user, [subject["id"]]).json()["id"], b"S")
+    marker = keys.checkpoint_lora(user["id"], checkpoint_id, 4) + keys.PENDING_SUFFIX
+    runtime.storage.put(marker, b"0")
     export_lora_blob(runtime, checkpoint_id, 4)
+    assert not runtime.storage.exists(marker)  # the export's "asked for" marker goes with it
     file = client.get(f"/v1/checkpoints/{checkpoint_id}/file?format=lora&rank=4", headers=auth(user))
     assert file.status_code == 200 and file.content == b"lora-r4:S"
     assert export_lora_blob(runtime, "no-such-checkpoint", 4) is None

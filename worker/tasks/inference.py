@@ -99,6 +99,7 @@ def export_lora_blob(runtime: Runtime, checkpoint_id: str, rank: int) -> str | N
         source = checkpoint.storage_key
     if not runtime.storage.exists(key):
         runtime.storage.put(key, method.export_lora(runtime.storage.get(source), rank))
+    runtime.storage.delete(key + keys.PENDING_SUFFIX)
     return key
 
 
