@@ -35,7 +35,7 @@ demo: $(STAMP)
 	$(PY) -m demo
 
 run: $(STAMP)
-	$(PY) -m core.cli serve
+	$(PY) -m service.cli serve
 
 bench-train: $(STAMP)
 	$(PY) -m bench.train_step

@@ -1,4 +1,4 @@
-"""The embedded service in a subprocess: `python -m core.cli serve` on a free loopback port, its own data folder,
+"""The embedded service in a subprocess: `python -m service.cli serve` on a free loopback port, its own data folder,
 and the development admin key it prints at start."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class EmbeddedServer:
     def start(self, timeout: float = 300.0) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve"], cwd=ROOT, env=server_environment(self.settings),
+            [sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=server_environment(self.settings),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             start_new_session=True,  # its own process group: stop() ends whatever it started too
         )  # fmt: skip

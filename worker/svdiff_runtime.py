@@ -22,7 +22,7 @@ import svdiff
 from svdiff.checkpoint import Checkpoint, check_compatible, deserialize, serialize
 from svdiff.lora import export_lora
 from svdiff.state import TrainState, TrainStateError
-from worker import method
+from worker import method_types as method
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

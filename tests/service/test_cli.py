@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from core import cli
 from core.accounts import user_for_key
 from core.celery_app import beat_schedule_file
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings
+from service import cli
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, str]]:
