@@ -20,6 +20,7 @@ from models.job import (
     Training,
     training_subjects,
 )
+from models.outbox import BlobDeletion
 from models.subject import Photo, Subject
 from models.user import ApiKey, User
 from models.webhook import IdempotencyRecord, WebhookDelivery
@@ -37,6 +38,7 @@ __all__ = [
     "TERMINAL",
     "ApiKey",
     "Base",
+    "BlobDeletion",
     "Checkpoint",
     "Edit",
     "Generation",

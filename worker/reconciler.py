@@ -5,7 +5,8 @@
 - a running job whose heartbeat is older than `heartbeat_timeout_seconds` lost its worker: it goes back to the
   queue, or fails once its attempts are spent;
 - a pending webhook delivery not attempted when due is sent again;
-- idempotency records older than a day are dropped.
+- idempotency records older than a day are dropped;
+- storage deletions left in the outbox (storage was down when their rows were deleted) are finished.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import partial
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from core import outbox
 from core.celery_app import DELIVER_WEBHOOK, send
 from core.db import after_commit, session_scope
 from core.jobs import change_status, enqueue_job, fail
@@ -33,7 +35,7 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
     now = utcnow()
     requeue_before = now - timedelta(seconds=settings.requeue_after_seconds)
     silent_before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
-    counts = {"resent": 0, "requeued": 0, "failed": 0, "webhooks": 0, "idempotency_purged": 0}
+    counts = {"resent": 0, "requeued": 0, "failed": 0, "webhooks": 0, "idempotency_purged": 0, "blobs_deleted": 0}
     with session_scope(runtime.sessions) as session:
         lost = session.scalars(
             select(Job).where(Job.status == QUEUED, Job.enqueued_at < requeue_before).limit(BATCH)
@@ -57,6 +59,7 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
         expired = IdempotencyRecord.created_at < now - timedelta(days=1)
         purged = session.execute(delete(IdempotencyRecord).where(expired))
         counts["idempotency_purged"] = int(getattr(purged, "rowcount", 0) or 0)
+    counts["blobs_deleted"] = outbox.purge(runtime)
     if any(counts.values()):
         log.info("reconciled: %s", counts)
     return counts

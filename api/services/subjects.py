@@ -9,9 +9,8 @@ from sqlalchemy.orm import Session
 
 from api.images import check_image, clean_image
 from api.uploads import UploadedFile
-from core import keys
-from core.celery_app import DELETE_PREFIXES, send
-from core.db import after_commit, on_rollback, savepoint
+from core import keys, outbox
+from core.db import on_rollback, savepoint
 from core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from core.runtime import Runtime
 from models import Checkpoint, Job, Photo, Subject, User, new_id, training_subjects
@@ -127,12 +126,12 @@ def forget_blobs(runtime: Runtime, blob_keys: list[str]) -> None:
 def delete_photo(session: Session, runtime: Runtime, photo: Photo) -> None:
     session.delete(photo)
     session.flush()
-    key = photo.storage_key
-    after_commit(session, lambda: delete_blobs(runtime, [key]))
+    outbox.schedule(session, runtime, [photo.storage_key])
 
 
 def delete_subject(session: Session, runtime: Runtime, subject: Subject) -> None:
-    """The subject, its photos, the trainings on it and their checkpoints: rows now, blobs after the commit."""
+    """The subject, its photos, the trainings on it and their checkpoints: rows now, blobs through the outbox
+    (tried after the commit, then by the reconciler until storage takes them)."""
     training_ids = list(
         session.scalars(select(training_subjects.c.training_id).where(training_subjects.c.subject_id == subject.id))
     )
@@ -143,14 +142,4 @@ def delete_subject(session: Session, runtime: Runtime, subject: Subject) -> None
     session.execute(delete(Job).where(Job.id.in_(training_ids)))  # checkpoints go with them (FK cascade)
     session.execute(delete(Subject).where(Subject.id == subject.id))  # photos go with it
     session.expunge(subject)
-    after_commit(session, lambda: delete_blobs(runtime, prefixes))
-
-
-def delete_blobs(runtime: Runtime, prefixes: list[str]) -> None:
-    """Delete now; if storage does not answer, a CPU worker retries later."""
-    try:
-        for prefix in prefixes:
-            runtime.storage.delete_prefix(prefix)
-    except Exception:
-        log.warning("storage cleanup deferred to the CPU queue: %s", prefixes)
-        send(runtime.celery, DELETE_PREFIXES, [prefixes])
+    outbox.schedule(session, runtime, prefixes)

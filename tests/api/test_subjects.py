@@ -7,6 +7,7 @@ import pytest
 
 from core import keys
 from core.errors import Conflict
+from tests.api.helpers import subject_with_photos
 from tests.conftest import auth
 from tests.images import dog
 
@@ -153,3 +154,38 @@ def test_when_every_default_token_is_used_the_409_names_the_limit(
     body = client.get("/openapi.json").json()["paths"]["/v1/subjects"]["post"]["requestBody"]["content"]
     for media in ("application/json", "multipart/form-data"):  # the token's description states the limit
         assert "409" in body[media]["schema"]["properties"]["token"]["description"]
+
+
+def test_a_deletion_while_storage_is_down_is_finished_by_the_reconciler(
+    client: httpx.Client, user: dict[str, str], runtime: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The API answered 204 and the blobs stayed forever when storage (and the broker) were down: the deletion
+    is now in the outbox with the rows' deletion, and the reconciler finishes it."""
+    from sqlalchemy import select, update
+
+    from core.db import session_scope
+    from core.errors import StorageUnavailable
+    from models import BlobDeletion
+    from worker.reconciler import reconcile
+
+    subject = subject_with_photos(client, user, count=2)
+    prefix = keys.subject_prefix(user["id"], subject["id"])
+    stored = runtime.storage.client.list_objects_v2(Bucket=runtime.storage.bucket, Prefix=prefix).get("KeyCount")
+    assert stored == 2
+
+    def down(prefix: str) -> int:
+        raise StorageUnavailable("storage unreachable: EndpointConnectionError")
+
+    monkeypatch.setattr(runtime.storage, "delete_prefix", down)
+    assert client.delete(f"/v1/subjects/{subject['id']}", headers=auth(user)).status_code == 204
+    with session_scope(runtime.sessions) as session:
+        (row,) = session.scalars(select(BlobDeletion).where(BlobDeletion.prefix == prefix)).all()
+        assert row.attempts == 1 and "EndpointConnectionError" in (row.last_error or "")
+    monkeypatch.undo()  # storage is back
+    assert runtime.storage.client.list_objects_v2(Bucket=runtime.storage.bucket, Prefix=prefix).get("KeyCount") == 2
+    with session_scope(runtime.sessions) as session:  # its backoff has passed
+        session.execute(update(BlobDeletion).where(BlobDeletion.prefix == prefix).values(next_attempt_at=None))
+    assert reconcile(runtime)["blobs_deleted"] >= 1
+    assert runtime.storage.client.list_objects_v2(Bucket=runtime.storage.bucket, Prefix=prefix).get("KeyCount") == 0
+    with session_scope(runtime.sessions) as session:
+        assert not session.scalars(select(BlobDeletion).where(BlobDeletion.prefix == prefix)).all()
