@@ -28,13 +28,14 @@ DELIVER_WEBHOOK = "svdiff.deliver_webhook"
 DELETE_PREFIXES = "svdiff.delete_prefixes"
 RECONCILE = "svdiff.reconcile"
 
-QUEUES = ("training", "inference", "cpu")
+# Webhook deliveries wait on receivers: on a queue of their own, clean-ups and the reconciler never wait behind them.
+QUEUES = ("training", "inference", "cpu", "webhooks")
 ROUTES = {
     TRAIN: "training",
     GENERATE: "inference",
     EDIT: "inference",
     EXPORT_LORA: "inference",
-    DELIVER_WEBHOOK: "cpu",
+    DELIVER_WEBHOOK: "webhooks",
     DELETE_PREFIXES: "cpu",
     RECONCILE: "cpu",
 }

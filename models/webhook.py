@@ -26,6 +26,7 @@ class WebhookDelivery(IdMixin, CreatedMixin, Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]  # an attempt is under way (no lock is held across the network)
 
 
 class IdempotencyRecord(IdMixin, CreatedMixin, Base):

@@ -144,7 +144,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("worker", help="start a Celery worker")
-    p.add_argument("--queues", default="training,inference,cpu", help="comma-separated: training,inference,cpu")
+    p.add_argument("--queues", default="training,inference,cpu,webhooks",
+                   help="comma-separated: training,inference,cpu,webhooks")  # fmt: skip
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--beat", action="store_true", help="also run the periodic reconciler (one per deployment)")
     p.add_argument("--loglevel", default="INFO")

@@ -199,8 +199,8 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def cpu_worker(service_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process on the CPU queue (webhooks, clean-ups, reconciler)."""
+    """A real Celery worker process on the CPU and webhook queues (clean-ups, reconciler, webhooks)."""
     extra = {"SVDIFF_ALLOW_PRIVATE_WEBHOOKS": "true", "SVDIFF_WEBHOOK_BACKOFF_BASE_SECONDS": "0.2"}
-    proc = start_worker(service_env, "cpu", extra, name="cpu-test")
+    proc = start_worker(service_env, "cpu,webhooks", extra, name="cpu-test")
     yield proc
     stop_worker(proc)

@@ -27,7 +27,7 @@ class EmbeddedWorker:
     beat: Any  # celery.beat's threaded service
 
 
-def start_embedded_worker(runtime: Runtime, concurrency: int = 3) -> EmbeddedWorker:
+def start_embedded_worker(runtime: Runtime, concurrency: int = len(QUEUES)) -> EmbeddedWorker:
     app = runtime.celery
     bind_runtime(runtime)
     app.loader.import_default_modules()

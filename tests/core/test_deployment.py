@@ -49,6 +49,7 @@ def test_compose_config_passes_and_wires_every_service(config: dict[str, Any]) -
         "migrate",
         "api",
         "worker-cpu",
+        "worker-webhooks",
         "worker-training",
         "worker-inference",
     }
@@ -64,6 +65,8 @@ def test_compose_config_passes_and_wires_every_service(config: dict[str, Any]) -
     assert services["worker-training"]["command"][-1] == "training"
     assert services["worker-inference"]["command"][-1] == "inference"
     assert "--beat" in services["worker-cpu"]["command"]
+    assert services["worker-webhooks"]["command"][services["worker-webhooks"]["command"].index("--queues") + 1] == (
+        "webhooks")
     assert services["api"]["environment"]["SVDIFF_ENVIRONMENT"] == "production"
     wired = ("api", "worker-training", "worker-inference")
     base_models = {services[name]["environment"]["SVDIFF_BASE_MODEL"] for name in wired}

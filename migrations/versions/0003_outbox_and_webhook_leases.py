@@ -1,4 +1,5 @@
-"""blob_deletions: the outbox of storage deletions (a subject's or photo's blobs), finished by the reconciler
+"""blob_deletions: the outbox of storage deletions (a subject's or photo's blobs), finished by the reconciler;
+webhook_deliveries.leased_until: an attempt under way, so no row lock is held across the network
 
 Revision ID: 0003
 Revises: 0002
@@ -30,9 +31,13 @@ def upgrade() -> None:
     with op.batch_alter_table("blob_deletions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_blob_deletions_created_at"), ["created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_blob_deletions_next_attempt_at"), ["next_attempt_at"], unique=False)
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("leased_until", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_column("leased_until")
     with op.batch_alter_table("blob_deletions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_blob_deletions_next_attempt_at"))
         batch_op.drop_index(batch_op.f("ix_blob_deletions_created_at"))
