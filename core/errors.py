@@ -74,3 +74,17 @@ class BrokerUnavailable(Unavailable):
 
 class BlobNotFound(KeyError):
     """A storage key that holds nothing (a bug or a race, never a client error by itself)."""
+
+
+class TooManyActiveJobs(ServiceError):
+    """A user's queued and running jobs of one queue are at the limit (`max_active_jobs_per_user`)."""
+
+    status, title, type_slug = 429, "Too many active jobs", "too-many-active-jobs"
+
+    def __init__(self, queue: str, limit: int) -> None:
+        super().__init__(f"At most {limit} queued or running {queue} jobs per user; wait for one to finish.",
+                         headers={"Retry-After": "30"})  # fmt: skip
+        self.queue, self.limit = queue, limit
+
+    def extra(self) -> dict[str, Any]:
+        return {"limit": self.limit, "queue": self.queue}

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(default=6 * 3600, ge=10)  # above the longest task
     broker_transport_options: dict[str, Any] = Field(default_factory=dict)  # extra kombu options (JSON)
     progress_interval_seconds: float = 1.0
+    # Queued and running jobs per user and queue: past it, a create is a 429 naming the limit.
+    max_active_jobs_per_user: dict[str, int] = Field(default_factory=lambda: {"training": 4, "inference": 32})
     db_retry_seconds: float = Field(default=120.0, ge=0)  # a worker's progress and result writes wait this long
     # A running job that makes no step for this long (before its first: for prepare_timeout) stops beating and
     # is taken over once its heartbeat is stale.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import partial
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from api.images import clean_image
@@ -15,11 +15,24 @@ from api.services.subjects import check_uploads, forget_blobs
 from api.uploads import UploadedFile
 from core import keys
 from core.db import on_rollback
-from core.errors import Conflict, InvalidInput
+from core.errors import Conflict, InvalidInput, TooManyActiveJobs
 from core.jobs import change_status, enqueue_job
 from core.runtime import Runtime
 from models import CANCELED, QUEUED, RUNNING, Checkpoint, Edit, Generation, Job, Subject, Training, User, new_id
 from models import training_subjects as ts
+
+
+def check_active_jobs(session: Session, runtime: Runtime, user: User, queue: str) -> None:
+    """429 when the user already has the most queued and running jobs this queue allows; the user's row is
+    locked first, so two creates at once cannot both pass the count."""
+    limit = runtime.settings.max_active_jobs_per_user.get(queue)
+    if limit is None:
+        return
+    session.get(User, user.id, with_for_update=True)
+    active = session.scalar(select(func.count(Job.id)).where(
+        Job.user_id == user.id, Job.queue == queue, Job.status.in_((QUEUED, RUNNING))))  # fmt: skip
+    if (active or 0) >= limit:
+        raise TooManyActiveJobs(queue, limit)
 
 
 def create_training(session: Session, runtime: Runtime, user: User, body: TrainingCreate) -> Training:
@@ -40,6 +53,7 @@ def create_training(session: Session, runtime: Runtime, user: User, body: Traini
         "train_text_encoder": body.train_text_encoder,
     }
     webhook = checked_webhook_url(body.webhook_url, allow_private=settings.allow_private_webhooks)
+    check_active_jobs(session, runtime, user, "training")
     job = Training(user_id=user.id, queue="training", params=params, webhook_url=webhook, task_id=new_id(),
                    progress_total=steps)  # fmt: skip
     session.add(job)
@@ -56,6 +70,7 @@ def create_generation(session: Session, runtime: Runtime, user: User, body: Gene
     params = body.model_dump(exclude={"webhook_url"})
     params["seed"] = body.seed if body.seed is not None else secrets.randbelow(2**31)
     webhook = checked_webhook_url(body.webhook_url, allow_private=runtime.settings.allow_private_webhooks)
+    check_active_jobs(session, runtime, user, "inference")
     job = Generation(user_id=user.id, queue="inference", params=params, webhook_url=webhook, task_id=new_id(),
                      progress_total=body.steps or 0)  # fmt: skip
     session.add(job)
@@ -68,6 +83,7 @@ def create_edit(session: Session, runtime: Runtime, user: User, fields: EditFiel
     settings = runtime.settings
     check_uploads([upload], runtime)
     webhook = checked_webhook_url(fields.webhook_url, allow_private=settings.allow_private_webhooks)
+    check_active_jobs(session, runtime, user, "inference")
     image = clean_image(upload.read(), max_pixels=settings.max_photo_pixels, min_side=settings.min_photo_side)
     params = fields.model_dump(exclude={"webhook_url"})
     params["seed"] = fields.seed if fields.seed is not None else secrets.randbelow(2**31)

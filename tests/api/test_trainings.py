@@ -142,3 +142,27 @@ def test_a_cancel_racing_a_claim_does_not_overwrite_running(client: httpx.Client
     assert canceled.status_code == 202, canceled.text
     assert canceled.json()["status"] == "running"
     assert client.get(f"/v1/trainings/{training['id']}", headers=auth(user)).json()["status"] == "running"
+
+
+def test_queued_and_running_jobs_per_user_are_capped(client: httpx.Client, runtime: Any) -> None:
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.conftest import make_user
+
+    settings = runtime.settings.model_copy(update={"max_active_jobs_per_user": {"training": 2, "inference": 1}})
+    api = TestClient(create_app(dataclasses.replace(runtime, settings=settings)))
+    user, other = make_user(client), make_user(client)
+    subject = subject_with_photos(client, user)
+    assert [train(api, user, [subject["id"]]).status_code for _ in range(2)] == [202, 202]
+    refused = train(api, user, [subject["id"]])
+    assert refused.status_code == 429 and refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["limit"] == 2 and refused.json()["queue"] == "training" and refused.headers["retry-after"]
+    assert api.post("/v1/generations", json={"prompt": "a dog"}, headers=auth(user)).status_code == 202  # own queue
+    assert api.post("/v1/generations", json={"prompt": "a dog"}, headers=auth(user)).status_code == 429
+    assert train(api, other, [subject_with_photos(client, other)["id"]]).status_code == 202  # per user
+    first = client.get("/v1/trainings", headers=auth(user)).json()["data"][-1]
+    client.post(f"/v1/trainings/{first['id']}/cancel", headers=auth(user))  # a finished job frees its place
+    assert train(api, user, [subject["id"]]).status_code == 202
