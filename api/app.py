@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -77,4 +78,12 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
         app.include_router(module.router, responses=RATE_LIMITED)
     for module in (files, ops):  # no API key: never rate limited
         app.include_router(module.router)
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = errors.document_problems(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
