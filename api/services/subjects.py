@@ -135,6 +135,9 @@ def delete_subject(session: Session, runtime: Runtime, subject: Subject) -> None
     training_ids = list(
         session.scalars(select(training_subjects.c.training_id).where(training_subjects.c.subject_id == subject.id))
     )
+    # Lock the trainings first: one committing its checkpoint now holds its row, so its checkpoint is read (and its
+    # blob deleted) once it has committed, never missed by a read taken just before.
+    session.execute(select(Job.id).where(Job.id.in_(training_ids)).with_for_update())
     checkpoints = session.scalars(select(Checkpoint).where(Checkpoint.training_id.in_(training_ids))).all()
     prefixes = [keys.subject_prefix(subject.user_id, subject.id)]
     prefixes += [keys.checkpoint_prefix(c.user_id, c.id) for c in checkpoints]

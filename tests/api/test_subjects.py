@@ -189,3 +189,41 @@ def test_a_deletion_while_storage_is_down_is_finished_by_the_reconciler(
     assert runtime.storage.client.list_objects_v2(Bucket=runtime.storage.bucket, Prefix=prefix).get("KeyCount") == 0
     with session_scope(runtime.sessions) as session:
         assert not session.scalars(select(BlobDeletion).where(BlobDeletion.prefix == prefix)).all()
+
+
+def test_a_deletion_racing_a_trainings_final_commit_takes_its_checkpoint_blob_too(
+    client: httpx.Client, user: dict[str, str], runtime: Any,
+) -> None:  # fmt: skip
+    """The training's results transaction holds its row while it stores the checkpoint; a subject deletion arriving
+    then waits for it and deletes that checkpoint's blob, instead of missing a checkpoint it read too early."""
+    import hashlib
+    import threading
+
+    from core.db import session_scope
+    from models import Checkpoint, Job
+    from tests.api.helpers import train
+
+    subject = subject_with_photos(client, user)
+    training = train(client, user, [subject["id"]]).json()
+    locked, release, stored = threading.Event(), threading.Event(), {}
+
+    def finish_training() -> None:
+        with session_scope(runtime.sessions) as session:
+            session.get(Job, training["id"], with_for_update=True)
+            checkpoint = Checkpoint(user_id=user["id"], training_id=training["id"], base_model="tiny", size_bytes=1,
+                                    sha256=hashlib.sha256(b"x").hexdigest(), storage_key="")  # fmt: skip
+            session.add(checkpoint)
+            session.flush()
+            checkpoint.storage_key = keys.checkpoint_shifts(user["id"], checkpoint.id)
+            runtime.storage.put(checkpoint.storage_key, b"x")
+            stored["key"] = checkpoint.storage_key
+            locked.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=finish_training)
+    worker.start()
+    assert locked.wait(10)
+    threading.Timer(0.5, release.set).start()
+    assert client.delete(f"/v1/subjects/{subject['id']}", headers=auth(user)).status_code == 204
+    worker.join()
+    assert not runtime.storage.exists(stored["key"])
