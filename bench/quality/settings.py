@@ -34,7 +34,7 @@ class Settings:
     stress_subjects: tuple[str, ...] = ("purple-checkered-star", "white-dotted-heart")  # a pattern, a shape never drawn
     pair: tuple[str, str] = ("green-dotted-diamond", "red-striped-cross")  # differ in shape, colour, pattern
     photos: int = 4  # training photos per subject
-    steps: int = 300  # the middle of the step grid; the calibrated budget replaces it
+    steps: int = 200  # the middle of the step grid (100, 200, 400); the calibrated budget replaces it
     num_class_images: int = 100  # prior images per class word, made once by the base model and cached
     svdiff_lr: float = 3e-3  # 2-D/4-D shifts; 1-D norm shifts train at svdiff.TrainConfig's ratio to it
     full_lr: float = 1.2e-4
