@@ -31,7 +31,7 @@ from basemodel.recipe import PROMPT_TEMPLATES
 class Settings:
     subjects: tuple[str, ...] = ("green-dotted-diamond", "red-striped-cross", "yellow-striped-circle")  # scored
     calibration_subject: str = "purple-dotted-square"  # the scored kind, never scored
-    stress_subjects: tuple[str, ...] = ("purple-checkered-star", "white-dotted-heart")  # a pattern, a shape never drawn
+    stress_subjects: tuple[str, ...] = ("purple-checkered-star",)  # a pattern the base has never drawn
     pair: tuple[str, str] = ("green-dotted-diamond", "red-striped-cross")  # differ in shape, colour, pattern
     photos: int = 4  # training photos per subject
     steps: int = 200  # the middle of the step grid (100, 200, 400); the calibrated budget replaces it
@@ -42,7 +42,7 @@ class Settings:
     lora_rank: int = 4
     prompt_templates: tuple[str, ...] = PROMPT_TEMPLATES
     context_samples: int = 8  # per context prompt (6 prompts per subject)
-    calibration_samples: int = 4  # per context prompt of the calibration subject
+    calibration_samples: int = 3  # per context prompt of the calibration subject
     drift_samples: int = 16
     pair_samples: int = 24  # per side-by-side prompt (2 prompts)
     sample_steps: int = DEFAULT_STEPS
