@@ -33,6 +33,7 @@ class Job(IdMixin, CreatedMixin, Base):
     __table_args__ = (
         Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
         Index("ix_jobs_user_kind_created", "user_id", "kind", "created_at"),
+        Index("ix_jobs_queue_enqueued", "queue", "enqueued_at"),  # the reconciler: was a later job claimed?
     )
     __mapper_args__ = {"polymorphic_on": "kind"}  # noqa: RUF012
 

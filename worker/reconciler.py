@@ -1,7 +1,9 @@
 """The periodic reconciler: the database says what should be happening; make the broker and workers agree.
 
-- a queued job whose message the broker lost (not sent for `requeue_after_seconds`) is sent again; the task
-  ignores duplicates because it only claims a job that is queued or whose worker went silent;
+- a queued job whose message the broker lost is sent again: queued for over `requeue_after_seconds` while its
+  queue in the broker is empty, or while a job sent after it on the same queue was already claimed (the broker
+  hands out a queue in order). A job merely waiting behind a backlog is left alone, so duplicates do not grow with
+  the backlog; the task ignores those there are, as it only claims a job that is queued or whose worker went silent;
 - a running job whose heartbeat is older than `heartbeat_timeout_seconds` lost its worker: it goes back to the
   queue, or fails once its attempts are spent;
 - a pending webhook delivery not attempted when due is sent again;
@@ -37,12 +39,14 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
     silent_before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
     counts = {"resent": 0, "requeued": 0, "failed": 0, "webhooks": 0, "idempotency_purged": 0, "blobs_deleted": 0}
     with session_scope(runtime.sessions) as session:
-        lost = session.scalars(
+        waiting = session.scalars(
             select(Job).where(Job.status == QUEUED, Job.enqueued_at < requeue_before).limit(BATCH)
         ).all()
-        for job in lost:
-            enqueue_job(session, runtime, job)
-            counts["resent"] += 1
+        empty = {queue: queue_length(runtime, queue) == 0 for queue in {job.queue for job in waiting}}
+        for job in waiting:
+            if empty[job.queue] or _overtaken(session, job):
+                enqueue_job(session, runtime, job)
+                counts["resent"] += 1
         silent = session.scalars(
             select(Job).where(Job.status == RUNNING, Job.heartbeat_at < silent_before).limit(BATCH)
         ).all()
@@ -63,6 +67,37 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
     if any(counts.values()):
         log.info("reconciled: %s", counts)
     return counts
+
+
+def queue_length(runtime: Runtime, queue: str) -> int | None:
+    """Messages waiting in the broker's queue, or None when the broker does not say (then nothing is resent on
+    the strength of an empty queue)."""
+    from kombu.exceptions import ChannelError
+
+    try:
+        with runtime.celery.connection_for_read() as connection:
+            channel = connection.default_channel
+            if hasattr(channel, "priority_steps") and hasattr(channel, "client"):
+                # Redis: kombu's own count misses the keys under a global_keyprefix, so LLEN each priority's list
+                # through the channel's (prefixing) client.
+                lists = {channel._q_for_pri(queue, step) for step in channel.priority_steps}
+                return sum(int(channel.client.llen(name) or 0) for name in lists)
+            return int(channel.queue_declare(queue=queue, passive=True).message_count)
+    except ChannelError as exc:  # Redis keeps no key for an empty list: the broker answered "no such queue"
+        if "NOT_FOUND" in str(exc):
+            return 0
+        log.warning("queue length of %s unknown: %s", queue, exc)
+        return None
+    except Exception as exc:
+        log.warning("queue length of %s unknown: %s", queue, exc)
+        return None
+
+
+def _overtaken(session: Session, job: Job) -> bool:
+    """A job sent after this one on the same queue has been claimed: this one's message is gone."""
+    later = select(Job.id).where(Job.queue == job.queue, Job.enqueued_at > job.enqueued_at,
+                                 Job.started_at.is_not(None)).limit(1)  # fmt: skip
+    return session.scalar(later) is not None
 
 
 def _resend_webhooks(session: Session, runtime: Runtime, before: datetime) -> int:

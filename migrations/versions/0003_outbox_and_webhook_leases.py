@@ -1,5 +1,6 @@
 """blob_deletions: the outbox of storage deletions (a subject's or photo's blobs), finished by the reconciler;
-webhook_deliveries.leased_until: an attempt under way, so no row lock is held across the network
+webhook_deliveries.leased_until: an attempt under way, so no row lock is held across the network;
+jobs (queue, enqueued_at): the reconciler's "was a job sent after this one claimed?"
 
 Revision ID: 0003
 Revises: 0002
@@ -33,9 +34,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_blob_deletions_next_attempt_at"), ["next_attempt_at"], unique=False)
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.add_column(sa.Column("leased_until", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.create_index("ix_jobs_queue_enqueued", ["queue", "enqueued_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_index("ix_jobs_queue_enqueued")
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_column("leased_until")
     with op.batch_alter_table("blob_deletions", schema=None) as batch_op:

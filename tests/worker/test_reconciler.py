@@ -10,7 +10,7 @@ from core.db import session_scope
 from models import Job, utcnow
 from tests.api.helpers import subject_with_photos, train
 from tests.conftest import auth
-from worker.reconciler import reconcile
+from worker.reconciler import queue_length, reconcile
 
 
 def set_job(runtime: Any, job_id: str, **values: Any) -> None:
@@ -31,16 +31,40 @@ def training(client: httpx.Client, user: dict[str, str]) -> dict[str, Any]:
     return dict(train(client, user, [subject["id"]]).json())
 
 
+def purge_queue(runtime: Any, queue: str) -> None:
+    """What a broker restarted empty (Redis FLUSHALL) leaves of a queue."""
+    with runtime.celery.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)
+
+
 def test_lost_queued_job_is_sent_again(
     client: httpx.Client, user: dict[str, str], runtime: Any, training: dict[str, Any]
 ) -> None:
     long_ago = utcnow() - timedelta(hours=2)
     set_job(runtime, training["id"], enqueued_at=long_ago)
+    purge_queue(runtime, "training")
+    assert queue_length(runtime, "training") == 0
     assert reconcile(runtime)["resent"] >= 1
     with session_scope(runtime.sessions) as session:
         job = session.get(Job, training["id"])
         assert job is not None and job.enqueued_at is not None and job.enqueued_at > long_ago
     assert reconcile(runtime)["resent"] == 0  # sent once per period, not on every pass
+
+
+def test_a_job_waiting_behind_a_backlog_is_not_sent_again(
+    client: httpx.Client, user: dict[str, str], runtime: Any, training: dict[str, Any]
+) -> None:
+    """Its message is still in the queue: resending it (as every reconcile did) only grew duplicates with the
+    backlog. Once a job sent after it was claimed, its own message must have been lost, and it is resent."""
+    purge_queue(runtime, "training")
+    long_ago = utcnow() - timedelta(hours=2)
+    set_job(runtime, training["id"], enqueued_at=long_ago)
+    subject = subject_with_photos(client, user)
+    later = train(client, user, [subject["id"]]).json()  # its message is in the queue now
+    assert queue_length(runtime, "training") >= 1
+    assert reconcile(runtime)["resent"] == 0
+    set_job(runtime, later["id"], status="running", started_at=utcnow(), worker_id="w", heartbeat_at=utcnow())
+    assert reconcile(runtime)["resent"] == 1
 
 
 def test_silent_worker_job_goes_back_to_the_queue(
