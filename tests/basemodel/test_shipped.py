@@ -78,7 +78,6 @@ def test_reader_reads_every_attribute_of_fresh_renders(reader: AttributeReader) 
     assert min(v for k, v in accuracy.items() if k in details) >= 0.88, accuracy
 
 
-@pytest.mark.slow
 def test_base_model_follows_its_prompts(pipeline: StableDiffusionPipeline, reader: AttributeReader) -> None:
     """The figures of `python -m basemodel.evaluate --n 128 --seed 3` at one thread: how often single objects show
     each prompted attribute (the lowest of the five), how often both halves of a pair show their shape and colour,
@@ -90,7 +89,11 @@ def test_base_model_follows_its_prompts(pipeline: StableDiffusionPipeline, reade
     finally:
         torch.set_num_threads(threads)
     visibility = token_visibility(pipeline.text_encoder, pipeline.tokenizer)
-    # Only that each figure is measured here; the thresholds they must meet are the model card's.
-    assert 0.0 <= following.single_min() <= 1.0, following.rates("single")
-    assert 0.0 <= following.pairs() <= 1.0, following.rates("pair")
-    assert visibility.ratio > 0.0, visibility
+    # The model card's figures of record (512 prompts of seed 4): single_min 0.361 (position; shape, colour and
+    # pattern 0.91-0.96), pairs 0.516, token visibility 0.147. Held with a margin for 128 other prompts (about
+    # two standard errors), so that a regression fails and sampling noise does not.
+    single = following.rates("single")
+    assert min(single[a] for a in ("shape", "colour", "pattern", "background")) >= 0.80, single
+    assert following.single_min() >= 0.25, single
+    assert following.pairs() >= 0.40, following.rates("pair")
+    assert visibility.ratio >= 0.10, visibility
