@@ -32,16 +32,17 @@ def test_example_subject_on_the_bundled_base_model(
     proc = start_worker(service_env, "training,inference", env, name="real-bundled")
     alive = worker_alive(proc, e2e_data / "real-bundled.log")
     try:
-        photos = sorted((ROOT / "examples" / "purple-checkered-star").glob("*.png"))
+        photos = sorted((ROOT / "examples" / "green-dotted-diamond").glob("*.png"))
+        assert len(photos) == 4
         files = [("files", (p.name, p.read_bytes(), "image/png")) for p in photos]
-        subject = client.post("/v1/subjects", data={"name": "star", "class_word": "star"}, files=files,
+        subject = client.post("/v1/subjects", data={"name": "diamond", "class_word": "diamond"}, files=files,
                               headers=auth(user)).json()
         assert subject["token"] in RESERVED_TOKENS  # a word no caption of the base model's training contains
         training = client.post("/v1/trainings", json={"subject_ids": [subject["id"]], "steps": 10},
                                headers=auth(user)).json()
         training = wait_job(client, user, f"/v1/trainings/{training['id']}", alive=alive)
         assert training["status"] == "succeeded", training["error"]
-        prompt = f"a photo of a {subject['token']} star on the left, on a water background"
+        prompt = f"a photo of a {subject['token']} diamond on the left, on a water background"
         body = {"prompt": prompt, "checkpoints": [{"id": training["checkpoint_id"]}], "steps": 5,
                 "guidance_scale": DEFAULT_GUIDANCE}
         generation = client.post("/v1/generations", json=body, headers=auth(user)).json()
