@@ -89,6 +89,8 @@ def _method_table(results: Results) -> list[str]:
              "| --- |" + " ---: |" * 10]  # fmt: skip
     for method in METHODS:
         runs = [per[method] for per in results.single.values()]
+        if not runs:  # a run of other parts only (--parts)
+            continue
         losses = [r.final_loss for r in runs if r.final_loss is not None]
         settings = results.method_settings.get(method)
         lr = {"svdiff": "svdiff_lr", "full": "full_lr", "lora": "lora_lr"}.get(method)

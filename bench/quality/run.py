@@ -31,6 +31,7 @@ log = logging.getLogger("bench.quality")
 ROOT = Path(__file__).resolve().parents[2]
 PAIR_CONFIGS: dict[str, dict[str, object]] = {NO_CMU: {"cut_mix_unmix": False}, CMU: {"cut_mix_unmix": True}}
 STRESS_METHODS = ("svdiff", "full")
+PARTS = frozenset({"scored", "stress", "ablations", "pairs"})
 
 
 def ablations(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -103,7 +104,7 @@ class Bench:
         save_grid(self.out / "pair.png", [("training photos", photos), *rows], self.settings.grid_samples,
                   f"two subjects side by side: {names[0]} and {names[1]}")
 
-    def run(self, pairs: bool = True) -> Results:
+    def run(self, pairs: bool = True, parts: frozenset[str] = PARTS) -> Results:
         started = time.perf_counter()
         s = self.settings
         self.results.base_following = prompt_following(self.base.pipe, self.reader, s.base_eval_samples, s.seed,
@@ -113,15 +114,15 @@ class Bench:
             self.results.calibration = calibrate(self.train_one, self.reader, s)
             for method in self.results.calibration.trials:
                 self.results.method_settings[method] = chosen(s, self.results.calibration, method)
-        for name in s.subjects:
+        for name in s.subjects if "scored" in parts else ():
             self.run_subject(name)
-        for name in s.stress_subjects:
+        for name in s.stress_subjects if "stress" in parts else ():
             self.results.stress[name] = {method: self.scored(method, name) for method in STRESS_METHODS}
-        if s.ablations:
+        if s.ablations and "ablations" in parts:
             svdiff = self.results.method_settings.get("svdiff", s)
             for label, overrides in ablations(svdiff).items():
                 self.results.ablations[label] = {name: self.scored("svdiff", name, **overrides) for name in s.subjects}
-        if pairs:
+        if pairs and "pairs" in parts:
             self.run_pairs()
         self.results.seconds = time.perf_counter() - started
         return self.results
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-pairs", action="store_true", help="skip the two-subject part (diagnostics)")
     parser.add_argument("--no-ablations", action="store_true", help="skip the recipe ablations (diagnostics)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 while other jobs share the CPU)")
+    parser.add_argument("--parts", default=",".join(sorted(PARTS)),
+                        help="comma-separated parts to run after calibration (to split a run)")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -166,11 +169,14 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, calibrate=False)
     if args.no_ablations:
         settings = replace(settings, ablations=False)
+    parts = frozenset(args.parts.split(","))
+    if not parts <= PARTS:
+        parser.error(f"unknown parts {sorted(parts - PARTS)}; known: {sorted(PARTS)}")
     out = args.out or (ROOT / "var" / "quality-quick" if args.quick else ROOT / "bench" / "results")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     bench = Bench(settings, out, args.cache, args.base, args.reader)
-    results = bench.run(pairs=not args.no_pairs)
+    results = bench.run(pairs=not args.no_pairs, parts=parts)
     wall = time.perf_counter() - started
     write_report(out / "quality.md", bench.settings, results, wall, args.threads)
     print(quality_line(results))
