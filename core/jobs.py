@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.celery_app import DELIVER_WEBHOOK, TASK_OF_KIND, send
 from core.db import after_commit
+from core.fairness import assign_round
 from core.runtime import Runtime
 from core.views import Presenter
 from models import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, WebhookDelivery, utcnow
@@ -74,7 +75,10 @@ def record_event(session: Session, runtime: Runtime, job: Job) -> None:
 
 
 def enqueue_job(session: Session, runtime: Runtime, job: Job) -> None:
-    """Send the job's task after the commit; a broker that is down leaves it to the reconciler."""
+    """Send the job's task after the commit; a broker that is down leaves it to the reconciler. A new job takes its
+    place in the fair order; one sent again (a lost message, a lost worker) keeps it."""
+    if job.enqueued_at is None:
+        assign_round(session, job)
     job.enqueued_at = utcnow()
     session.flush()
     name, args, task_id = TASK_OF_KIND[job.kind], [job.id], job.task_id

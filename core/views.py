@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.fairness import ahead_of
 from core.settings import Settings
 from core.storage import Storage
 from models import QUEUED, RUNNING, Checkpoint, Job, JobImage, Photo, Subject, Training, utcnow
@@ -110,12 +111,7 @@ class Presenter:
     def queue_position(self, job: Job) -> int | None:
         if job.status != QUEUED:
             return None
-        ahead = select(func.count(Job.id)).where(
-            Job.queue == job.queue,
-            Job.status == QUEUED,
-            tuple_(Job.created_at, Job.id) < tuple_(job.created_at, job.id),
-        )
-        return int(self.session.scalar(ahead) or 0)
+        return int(self.session.scalar(select(func.count(Job.id)).where(ahead_of(job))) or 0)
 
     @staticmethod
     def eta_seconds(job: Job) -> float | None:

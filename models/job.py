@@ -33,7 +33,9 @@ class Job(IdMixin, CreatedMixin, Base):
     __table_args__ = (
         Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
         Index("ix_jobs_user_kind_created", "user_id", "kind", "created_at"),
-        Index("ix_jobs_queue_enqueued", "queue", "enqueued_at"),  # the reconciler: was a later job claimed?
+        Index("ix_jobs_queue_enqueued", "queue", "enqueued_at"),  # the reconciler: queued long ago
+        Index("ix_jobs_queue_status_fair", "queue", "status", "fair_round", "created_at", "id"),  # the fair order
+        Index("ix_jobs_user_queue_status_round", "user_id", "queue", "status", "fair_round"),  # a user's last round
     )
     __mapper_args__ = {"polymorphic_on": "kind"}  # noqa: RUF012
 
@@ -55,6 +57,8 @@ class Job(IdMixin, CreatedMixin, Base):
     task_id: Mapped[str | None] = mapped_column(String(36))
     heartbeat_at: Mapped[datetime | None]
     enqueued_at: Mapped[datetime | None]
+    # Round-robin across users: a user's n-th waiting job runs in the n-th round from the head of the queue.
+    fair_round: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -204,3 +205,19 @@ def cpu_worker(service_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]
     proc = start_worker(service_env, "cpu,webhooks", extra, name="cpu-test")
     yield proc
     stop_worker(proc)
+
+
+def drop_waiting_jobs(runtime: Any, *queues: str) -> None:
+    """Cancel what earlier tests left waiting on these queues (jobs nobody ran, and their messages): workers
+    claim the first queued job in the fair order, so a worker a test starts must find only that test's jobs."""
+    from sqlalchemy import update
+
+    from core.db import session_scope
+    from models import CANCELED, QUEUED, Job, utcnow
+
+    with runtime.celery.connection_for_write() as connection:
+        for queue in queues:
+            connection.default_channel.queue_purge(queue)
+    with session_scope(runtime.sessions) as session:
+        waiting = (Job.queue.in_(queues), Job.status == QUEUED)
+        session.execute(update(Job).where(*waiting).values(status=CANCELED, finished_at=utcnow()))

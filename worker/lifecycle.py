@@ -7,9 +7,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.errors import StorageUnavailable
+from core.fairness import next_in_line
 from core.jobs import change_status, fail
 from core.runtime import Runtime
 from models import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, utcnow
@@ -50,28 +52,57 @@ class JobLost(Exception):
 
 
 def claim(runtime: Runtime, job_id: str, worker: str) -> Job | None:
-    """Mark the job running for this worker and count the attempt; None when there is nothing to do."""
-    settings = runtime.settings
+    """Mark the named job running for this worker and count the attempt; None when there is nothing to do."""
     with session_scope(runtime.sessions) as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None:
             return None
-        now = utcnow()
-        timeout = timedelta(seconds=settings.heartbeat_timeout_seconds)
-        stale = job.heartbeat_at is None or job.heartbeat_at < now - timeout
-        if not (job.status == QUEUED or (job.status == RUNNING and stale)):
+        if not (job.status == QUEUED or _silent(runtime, job)):
             log.info("job %s is %s: nothing to do", job_id, job.status)
             return None
-        job.attempts += 1
-        if job.attempts > settings.max_job_attempts:
-            if job.status == QUEUED:
-                change_status(session, runtime, job, RUNNING)
-            fail(session, runtime, job, "TooManyAttempts", f"gave up after {settings.max_job_attempts} attempts")
-            return None
-        job.worker_id, job.heartbeat_at = worker, now
+        return _take(session, runtime, job, worker)
+
+
+def claim_next(runtime: Runtime, queue: str, hint: str, worker: str) -> Job | None:
+    """The job a message of `queue` stands for: the one it names when that job's worker went silent (a redelivery
+    after a lost worker), else the first queued job in the fair order (`core.fairness`): messages are fungible
+    tokens, one per job sent, and the database decides which job runs next. None when nothing waits."""
+    with _claim_lock(runtime), session_scope(runtime.sessions) as session:
+        named = session.get(Job, hint, with_for_update=True)
+        if named is not None and named.queue == queue and _silent(runtime, named):
+            return _take(session, runtime, named, worker)
+        while (job := session.scalar(next_in_line(queue))) is not None:
+            if _take(session, runtime, job, worker) is not None:
+                return job
+        return None
+
+
+_SQLITE_CLAIMS = threading.Lock()
+
+
+def _claim_lock(runtime: Runtime) -> AbstractContextManager[object]:
+    """SQLite has no row locks: the embedded default (one process) serializes its claims on a process lock."""
+    return _SQLITE_CLAIMS if runtime.engine.dialect.name == "sqlite" else nullcontext()
+
+
+def _silent(runtime: Runtime, job: Job) -> bool:
+    timeout = timedelta(seconds=runtime.settings.heartbeat_timeout_seconds)
+    return job.status == RUNNING and (job.heartbeat_at is None or job.heartbeat_at < utcnow() - timeout)
+
+
+def _take(session: Session, runtime: Runtime, job: Job, worker: str) -> Job | None:
+    """Count the attempt and mark the job running for `worker`; a job out of attempts fails instead (None)."""
+    settings = runtime.settings
+    job.attempts += 1
+    if job.attempts > settings.max_job_attempts:
         if job.status == QUEUED:
             change_status(session, runtime, job, RUNNING)
-        return job
+        fail(session, runtime, job, "TooManyAttempts", f"gave up after {settings.max_job_attempts} attempts")
+        return None
+    job.worker_id, job.heartbeat_at = worker, utcnow()
+    if job.status == QUEUED:
+        change_status(session, runtime, job, RUNNING)
+    return job
 
 
 def load_job(runtime: Runtime, kind: type[J], job_id: str, worker: str) -> J:
@@ -178,12 +209,37 @@ INFRASTRUCTURE = (StorageUnavailable, OperationalError, InterfaceError)
 def run_job(
     runtime: Runtime, kind: type[J], job_id: str, worker: str, work: Work[J], discard: Callable[[J], None] | None = None
 ) -> str:
-    """Claim, run `work` (which calls the method and returns the writer of its results), then store the results
-    and the final status in one transaction. Returns the outcome, for logs and tests. When the job ends without
-    results (canceled, failed, or its row deleted meanwhile: not taken over by another worker), `discard`
-    removes what the work stored on the way (a training's resumable state, say)."""
+    """Claim the named job, run `work` (which calls the method and returns the writer of its results), then store
+    the results and the final status in one transaction. Returns the outcome, for logs and tests. When the job
+    ends without results (canceled, failed, or its row deleted meanwhile: not taken over by another worker),
+    `discard` removes what the work stored on the way (a training's resumable state, say)."""
     if claim(runtime, job_id, worker) is None:
         return "skipped"
+    return _run_claimed(runtime, kind, job_id, worker, work, discard)
+
+
+@dataclass(frozen=True)
+class Handler(Generic[J]):
+    """How a worker runs one kind of job."""
+
+    kind: type[J]
+    work: Work[J]
+    discard: Callable[[J], None] | None = None
+
+
+def run_next(runtime: Runtime, queue: str, hint: str, worker: str, handlers: dict[str, Handler[Any]]) -> str:
+    """What a task of `queue` does with its message: claim the next job in the fair order and run it as
+    `run_job` does, with the handler of its kind."""
+    job = claim_next(runtime, queue, hint, worker)
+    if job is None:
+        return "skipped"
+    handler = handlers[job.kind]
+    return _run_claimed(runtime, handler.kind, job.id, worker, handler.work, handler.discard)
+
+
+def _run_claimed(
+    runtime: Runtime, kind: type[J], job_id: str, worker: str, work: Work[J], discard: Callable[[J], None] | None
+) -> str:
     try:
         job = load_job(runtime, kind, job_id, worker)
     except JobLost:

@@ -1,9 +1,10 @@
 """The periodic reconciler: the database says what should be happening; make the broker and workers agree.
 
-- a queued job whose message the broker lost is sent again: queued for over `requeue_after_seconds` while its
-  queue in the broker is empty, or while a job sent after it on the same queue was already claimed (the broker
-  hands out a queue in order). A job merely waiting behind a backlog is left alone, so duplicates do not grow with
-  the backlog; the task ignores those there are, as it only claims a job that is queued or whose worker went silent;
+- messages the broker lost are sent again. A message only says "a job waits on this queue" (workers claim the
+  next job in the fair order), so the queue needs as many messages as it has jobs waiting: when fewer are in the
+  broker than jobs queued for over `requeue_after_seconds`, the missing ones are sent for the longest-waiting jobs.
+  A backlog whose messages are all there is left alone, so duplicates do not grow with it; a spare message finds
+  nothing to claim and ends;
 - a running job whose heartbeat is older than `heartbeat_timeout_seconds` lost its worker: it goes back to the
   queue, or fails once its attempts are spent;
 - a pending webhook delivery not attempted when due is sent again;
@@ -17,12 +18,13 @@ import logging
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core import outbox
 from core.celery_app import DELIVER_WEBHOOK, send
 from core.db import after_commit, session_scope
+from core.fairness import FAIR_ORDER
 from core.jobs import change_status, enqueue_job, fail
 from core.runtime import Runtime
 from models import QUEUED, RUNNING, IdempotencyRecord, Job, WebhookDelivery, utcnow
@@ -39,14 +41,7 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
     silent_before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
     counts = {"resent": 0, "requeued": 0, "failed": 0, "webhooks": 0, "idempotency_purged": 0, "blobs_deleted": 0}
     with session_scope(runtime.sessions) as session:
-        waiting = session.scalars(
-            select(Job).where(Job.status == QUEUED, Job.enqueued_at < requeue_before).limit(BATCH)
-        ).all()
-        empty = {queue: queue_length(runtime, queue) == 0 for queue in {job.queue for job in waiting}}
-        for job in waiting:
-            if empty[job.queue] or _overtaken(session, job):
-                enqueue_job(session, runtime, job)
-                counts["resent"] += 1
+        counts["resent"] = _resend_lost_messages(session, runtime, requeue_before)
         silent = session.scalars(
             select(Job).where(Job.status == RUNNING, Job.heartbeat_at < silent_before).limit(BATCH)
         ).all()
@@ -93,11 +88,23 @@ def queue_length(runtime: Runtime, queue: str) -> int | None:
         return None
 
 
-def _overtaken(session: Session, job: Job) -> bool:
-    """A job sent after this one on the same queue has been claimed: this one's message is gone."""
-    later = select(Job.id).where(Job.queue == job.queue, Job.enqueued_at > job.enqueued_at,
-                                 Job.started_at.is_not(None)).limit(1)  # fmt: skip
-    return session.scalar(later) is not None
+def _resend_lost_messages(session: Session, runtime: Runtime, before: datetime) -> int:
+    long_waiting = (Job.status == QUEUED, Job.enqueued_at < before)
+    queues = session.scalars(select(Job.queue).where(*long_waiting).distinct()).all()
+    resent = 0
+    for queue in queues:
+        in_broker = queue_length(runtime, queue)
+        if in_broker is None:
+            continue
+        waiting = session.scalar(select(func.count(Job.id)).where(Job.queue == queue, *long_waiting)) or 0
+        missing = min(waiting - in_broker, BATCH)
+        if missing <= 0:
+            continue
+        oldest = select(Job).where(Job.queue == queue, *long_waiting).order_by(*FAIR_ORDER).limit(missing)
+        for job in session.scalars(oldest).all():
+            enqueue_job(session, runtime, job)
+            resent += 1
+    return resent
 
 
 def _resend_webhooks(session: Session, runtime: Runtime, before: datetime) -> int:

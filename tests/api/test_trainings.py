@@ -28,7 +28,7 @@ def test_queue_position_counts_earlier_queued_jobs(client: httpx.Client, user: d
     subject = subject_with_photos(client, user)
     first = train(client, user, [subject["id"]]).json()
     second = train(client, user, [subject["id"]]).json()
-    assert second["queue_position"] == first["queue_position"] + 1
+    assert second["queue_position"] > first["queue_position"]  # a round later; tests/worker/test_fair_order.py
 
 
 def test_several_subjects_use_cut_mix_unmix(client: httpx.Client, user: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, auth
+from tests.conftest import ROOT, auth, drop_waiting_jobs
 
 SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "photos" / "dog"
 FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
@@ -50,10 +50,8 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def purge(runtime: Any, *queues: str) -> None:
-    """Drop messages earlier tests left (jobs nobody ran): a real worker must not train them."""
-    with runtime.celery.connection_for_write() as connection:
-        for queue in queues:
-            connection.default_channel.queue_purge(queue)
+    """Drop the jobs and messages earlier tests left (jobs nobody ran): a real worker must not train them."""
+    drop_waiting_jobs(runtime, *queues)
 
 
 def wait_job(client: httpx.Client, user: dict[str, str], path: str, timeout: float = 180.0,

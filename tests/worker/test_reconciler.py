@@ -58,33 +58,7 @@ def test_lost_queued_job_is_sent_again(
     assert reconcile(runtime)["resent"] == 0  # sent once per period, not on every pass
 
 
-def test_a_job_waiting_behind_a_backlog_is_not_sent_again(
-    client: httpx.Client, user: dict[str, str], runtime: Any, training: dict[str, Any]
-) -> None:
-    """Its message is still in the queue: resending it (as every reconcile did) only grew duplicates with the
-    backlog. Once a job sent after it was claimed, its own message must have been lost, and it is resent. (Waiting
-    just past a short requeue time, so that no other test's claimed job counts as sent after it.)"""
-    import dataclasses
-    import time
-
-    from sqlalchemy import func, select
-
-    quick = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"requeue_after_seconds": 5}))
-    purge_queue(runtime, "training")
-    with session_scope(runtime.sessions) as session:  # after every job of the suite that was ever claimed
-        last = session.scalar(select(func.max(Job.enqueued_at)).where(Job.queue == "training",
-                                                                    Job.started_at.is_not(None)))  # fmt: skip
-    waited = max(last + timedelta(milliseconds=1) if last else utcnow(), utcnow() - timedelta(seconds=6))
-    set_job(runtime, training["id"], enqueued_at=waited)
-    time.sleep(max(0.0, 5.5 - (utcnow() - waited).total_seconds()))  # past the requeue time
-    subject = subject_with_photos(client, user)
-    later = train(client, user, [subject["id"]]).json()  # its message is in the queue now
-    assert queue_length(runtime, "training") >= 1
-    reconcile(quick)
-    assert enqueued_at(runtime, training["id"]) == waited  # left alone
-    set_job(runtime, later["id"], status="running", started_at=utcnow(), worker_id="w", heartbeat_at=utcnow())
-    reconcile(quick)
-    assert enqueued_at(runtime, training["id"]) > waited  # overtaken: its message was lost, so sent again
+# A backlog whose messages are all in the broker is left alone: tests/worker/test_fair_order.py.
 
 
 def test_silent_worker_job_goes_back_to_the_queue(

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from models import Checkpoint, Job, utcnow
 from tests.api.helpers import subject_with_photos, train
-from tests.conftest import auth, start_worker, stop_worker
+from tests.conftest import auth, drop_waiting_jobs, start_worker, stop_worker
 
 WORKER_ENV = {
     "FAKE_STEP_SECONDS": "0.4",
@@ -54,8 +54,7 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
 def test_killed_training_worker_is_redelivered_and_resumes(
     client: httpx.Client, user: dict[str, str], runtime: Any, service_env: dict[str, str]
 ) -> None:
-    with runtime.celery.connection_for_write() as connection:
-        connection.default_channel.queue_purge("training")  # earlier tests' messages: not this test's business
+    drop_waiting_jobs(runtime, "training")  # earlier tests' jobs: not this test's business
     subject = subject_with_photos(client, user)
     training = train(client, user, [subject["id"]], steps=10).json()
     app = "tests.worker.fake_worker_app"

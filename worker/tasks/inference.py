@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from celery import Task, shared_task
 from sqlalchemy import delete
@@ -14,7 +15,7 @@ from core.runtime import Runtime
 from models import Checkpoint, Edit, Generation, Job, JobImage
 from worker import method
 from worker.context import runtime_for, worker_id
-from worker.lifecycle import Progress, run_job
+from worker.lifecycle import Handler, Progress, run_next
 
 
 def _store_images(
@@ -77,16 +78,21 @@ def edit_work(runtime: Runtime) -> Callable[[Edit, Progress], Callable[[Session,
     return work
 
 
+def inference_handlers(runtime: Runtime) -> dict[str, Handler[Any]]:
+    return {"generation": Handler(Generation, generate_work(runtime)), "edit": Handler(Edit, edit_work(runtime))}
+
+
 @shared_task(name=GENERATE, bind=True)
 def generate(self: Task, generation_id: str) -> str:
+    """Runs the next inference job in the fair order: a generation, or an edit (their messages are alike)."""
     runtime = runtime_for(self.app)
-    return run_job(runtime, Generation, generation_id, worker_id(self.request.hostname), generate_work(runtime))
+    return run_next(runtime, "inference", generation_id, worker_id(self.request.hostname), inference_handlers(runtime))
 
 
 @shared_task(name=EDIT, bind=True)
 def edit(self: Task, edit_id: str) -> str:
     runtime = runtime_for(self.app)
-    return run_job(runtime, Edit, edit_id, worker_id(self.request.hostname), edit_work(runtime))
+    return run_next(runtime, "inference", edit_id, worker_id(self.request.hostname), inference_handlers(runtime))
 
 
 def export_lora_blob(runtime: Runtime, checkpoint_id: str, rank: int) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from celery import Task, shared_task
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from core.storage import Storage
 from models import Checkpoint, Photo, Training
 from worker import method
 from worker.context import runtime_for, worker_id
-from worker.lifecycle import Progress, run_job
+from worker.lifecycle import Handler, Progress, run_job, run_next
 
 
 class StorageBlobCache:
@@ -126,9 +127,15 @@ def discard_outputs(runtime: Runtime) -> Callable[[Training], None]:
 
 
 def train_job(runtime: Runtime, training_id: str, worker: str) -> str:
+    """The named training (tests and tools); the task runs whichever training is next in the fair order."""
     return run_job(runtime, Training, training_id, worker, train_work(runtime), discard_outputs(runtime))
+
+
+def training_handlers(runtime: Runtime) -> dict[str, Handler[Any]]:
+    return {"training": Handler(Training, train_work(runtime), discard_outputs(runtime))}
 
 
 @shared_task(name=TRAIN, bind=True)
 def train(self: Task, training_id: str) -> str:
-    return train_job(runtime_for(self.app), training_id, worker_id(self.request.hostname))
+    runtime = runtime_for(self.app)
+    return run_next(runtime, "training", training_id, worker_id(self.request.hostname), training_handlers(runtime))
