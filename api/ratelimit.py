@@ -99,7 +99,7 @@ class RateLimits:
             self._down_until = now + 10
             return
         if count > limit:
-            retry_after = max(1, math.ceil((int(now // window) + 1) * window - now))
+            retry_after = self._retry_after(now)
             raise RateLimited(f"At most {limit} {what} per {window} s per API key; retry in {retry_after} s.",
                               retry_after)
 

@@ -24,13 +24,6 @@ from bench.quality.rates import Rate
 ATTRIBUTES = ("shape", "colour", "pattern")
 
 
-def shows(obj: ObjectReading, subject: Subject) -> bool:
-    """The whole instance, details included (for a pair half, which has no details read: the three attributes)."""
-    if obj.tone is None:
-        return shows_combination(obj, subject)
-    return subject.shown_by(obj)
-
-
 def shows_combination(obj: ObjectReading, subject: Subject) -> bool:
     return all(getattr(obj, kind) == getattr(subject, kind) for kind in ATTRIBUTES)
 

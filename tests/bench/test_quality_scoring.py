@@ -8,7 +8,7 @@ from basemodel import READER_PATH, world
 from basemodel.reader import ObjectReading, Reading
 from basemodel.subjects import SUBJECTS
 from bench.quality.prompts import context_prompts, pair_prompts, unseen_backgrounds
-from bench.quality.scoring import leaks, pair_flags, score_context, score_drift, score_pairs, shows
+from bench.quality.scoring import leaks, pair_flags, score_context, score_drift, score_pairs, shows_combination
 
 DIAMOND, CROSS = SUBJECTS["green-dotted-diamond"], SUBJECTS["red-striped-cross"]
 
@@ -24,11 +24,12 @@ def _half(subject: object, **change: str) -> ObjectReading:
 
 
 def test_shows_needs_the_whole_instance() -> None:
-    assert shows(_obj(DIAMOND), DIAMOND)
+    assert DIAMOND.shown_by(_obj(DIAMOND))
     for kind, other in (("shape", "circle"), ("colour", "red"), ("pattern", "plain"), ("tone", "mid"),
                         ("marks", "fine"), ("outline", "soft")):  # fmt: skip
-        assert not shows(_obj(DIAMOND, **{kind: other}), DIAMOND), kind
-    assert shows(_half(DIAMOND), DIAMOND)  # a pair half has no details read: the three attributes decide
+        assert not DIAMOND.shown_by(_obj(DIAMOND, **{kind: other})), kind
+    assert shows_combination(_half(DIAMOND), DIAMOND)  # a pair half has no details read: the three attributes
+    assert not shows_combination(_half(DIAMOND, colour="red"), DIAMOND)
 
 
 def test_pair_flags() -> None:
