@@ -16,7 +16,7 @@ from api.guard import AuthFirst
 from api.metrics import Metrics
 from api.query import EmptyQueryValuesAreAbsent
 from api.ratelimit import RateLimitMiddleware, make_rate_limits
-from api.routes import admin, checkpoints, files, jobs, ops, subjects, users
+from api.routes import admin, checkpoints, events, files, jobs, ops, subjects, users
 from core.bootstrap import bootstrap_admin
 from core.runtime import Runtime, build_runtime
 from core.settings import Settings, get_settings
@@ -74,7 +74,8 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.state.metrics = Metrics(runtime)
     app.middleware("http")(app.state.metrics.middleware)  # added last, so outermost: it counts the 429s too
     errors.install(app)
-    for module in (users, subjects, jobs, checkpoints, admin):
+    app.state.event_slots = events.StreamSlots()
+    for module in (users, subjects, jobs, events, checkpoints, admin):
         app.include_router(module.router, responses=RATE_LIMITED)
     for module in (files, ops):  # no API key: never rate limited
         app.include_router(module.router)

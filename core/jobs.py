@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.celery_app import DELIVER_WEBHOOK, TASK_OF_KIND, send
 from core.db import after_commit
+from core.events import job_channel, queue_channel
 from core.fairness import assign_round
 from core.runtime import Runtime
 from core.views import Presenter
@@ -36,6 +37,7 @@ def change_status(
 ) -> None:
     if status not in ALLOWED.get(job.status, set()):
         raise InvalidTransition(f"{job.kind} {job.id}: {job.status} -> {status}")
+    announce(session, runtime, job, queue_moved=QUEUED in (job.status, status))
     now = utcnow()
     job.status = status
     if status == RUNNING:
@@ -74,11 +76,19 @@ def record_event(session: Session, runtime: Runtime, job: Job) -> None:
     after_commit(session, lambda: send(runtime.celery, DELIVER_WEBHOOK, [delivery_id]))
 
 
+def announce(session: Session, runtime: Runtime, job: Job, *, queue_moved: bool = False) -> None:
+    """After the commit, tell the live event streams that the job changed (and, when it entered or left its queue,
+    that positions there moved)."""
+    channels = [job_channel(job.id)] + ([queue_channel(job.queue)] if queue_moved else [])
+    after_commit(session, lambda: runtime.events.publish(*channels))
+
+
 def enqueue_job(session: Session, runtime: Runtime, job: Job) -> None:
     """Send the job's task after the commit; a broker that is down leaves it to the reconciler. A new job takes its
     place in the fair order; one sent again (a lost message, a lost worker) keeps it."""
     if job.enqueued_at is None:
         assign_round(session, job)
+        announce(session, runtime, job, queue_moved=True)  # a newcomer can go ahead of others' later rounds
     job.enqueued_at = utcnow()
     session.flush()
     name, args, task_id = TASK_OF_KIND[job.kind], [job.id], job.task_id

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.celery_app import make_celery
 from core.db import make_engine, make_sessionmaker
+from core.events import Hub, make_hub
 from core.settings import Settings
 from core.storage import Storage, make_storage
 
@@ -22,6 +23,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     storage: Storage
     celery: Celery
+    events: Hub  # change notices for the live event streams
 
     def close(self) -> None:
         self.engine.dispose()
@@ -35,4 +37,5 @@ def build_runtime(settings: Settings, celery: Celery | None = None, storage: Sto
         sessions=make_sessionmaker(engine),
         storage=storage or make_storage(settings),
         celery=celery or make_celery(settings),
+        events=make_hub(settings.broker_url, settings.broker_transport_options),
     )

@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     # off (404) in production
     rate_limit_storage: str | None = None  # "memory://" or a redis:// URL; default: the broker
 
+    # Live job events (server-sent events)
+    max_event_streams_per_user: int = Field(default=8, ge=1)  # open at once, per API process
+    events_heartbeat_seconds: float = Field(default=15.0, gt=0)  # a comment line, so proxies keep the stream
+    events_min_interval_seconds: float = Field(default=0.5, ge=0)  # between two reads of one stream's job
+    events_reread_seconds: float = Field(default=60.0, gt=0)  # a read without a notice, should one be lost
+
     # Webhooks
     allow_private_webhooks: bool = False
     webhook_timeout_seconds: float = 10.0

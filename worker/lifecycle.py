@@ -16,8 +16,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from core.db import session_scope
+from core.db import after_commit, session_scope
 from core.errors import StorageUnavailable
+from core.events import job_channel
 from core.fairness import next_in_line
 from core.jobs import change_status, fail
 from core.runtime import Runtime
@@ -150,6 +151,8 @@ class Progress:
             if getattr(done, "rowcount", 1) == 0:
                 self.lost = True
                 return
+            job_id = self.job_id
+            after_commit(session, lambda: self.runtime.events.publish(job_channel(job_id)))
             self.cancel_requested = bool(session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
 
 
