@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
-
 from svdiff_client import AsyncClient, Client
 
 BASE = "https://api.example.test"

@@ -6,7 +6,6 @@ import time
 import httpx
 import pytest
 from mockapi import MockApi, problem
-
 from svdiff_client import (
     ApiError,
     Conflict,

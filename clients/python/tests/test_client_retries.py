@@ -6,7 +6,6 @@ import uuid
 import httpx
 import pytest
 from mockapi import MockApi, job_json, json_response, problem
-
 from svdiff_client import ApiConnectionError, RateLimited, RetryPolicy, ServiceUnavailable
 
 
