@@ -9,9 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    DDIMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 
 SDXL_CLASS_NAMES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+SCHEDULERS: dict[str, tuple[Any, dict[str, Any]]] = {  # name -> (class, overrides of the base's config)
+    "ddim": (DDIMScheduler, {}),
+    "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+}
 
 
 class PipelineError(ValueError):
@@ -67,6 +79,28 @@ def ddim_scheduler(pipe: Any, **overrides: Any) -> Iterator[Any]:
     previous = pipe.scheduler
     if overrides or not isinstance(previous, DDIMScheduler):
         pipe.scheduler = DDIMScheduler.from_config(previous.config, **overrides)
+    try:
+        yield pipe.scheduler
+    finally:
+        pipe.scheduler = previous
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    """A fresh scheduler `name` (a key of SCHEDULERS) from a scheduler `config`, keeping its training noise schedule
+    (betas, timesteps, prediction type)."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}")
+    cls, overrides = SCHEDULERS[name]
+    return cls.from_config(config, **overrides)
+
+
+@contextmanager
+def sampling_scheduler(pipe: Any, name: str | None) -> Iterator[Any]:
+    """For the block, a fresh scheduler `name` built from the pipeline's own config (None: the pipeline's own);
+    the pipeline's own scheduler object is back afterwards, so the choice never reaches the next call."""
+    previous = pipe.scheduler
+    if name is not None:
+        pipe.scheduler = make_scheduler(name, previous.config)
     try:
         yield pipe.scheduler
     finally:

@@ -20,7 +20,7 @@ from PIL import Image
 from svdiff.checkpoint import Checkpoint, check_compatible
 from svdiff.combine import combine
 from svdiff.model import Shifts, SpectralShiftModel
-from svdiff.pipeline import resolution
+from svdiff.pipeline import resolution, sampling_scheduler
 from svdiff.state import Canceled
 
 DEFAULT_STEPS = 50
@@ -82,8 +82,8 @@ def _seeds(seed: int | None, count: int) -> list[int]:
 
 
 def _run(pipe: Any, prompts: list[str], negatives: list[str] | None, seeds: list[int], *, steps: int | None,
-         guidance_scale: float | None, width: int | None, height: int | None,
-         callback: StepCallback | None) -> list[Image.Image]:
+         guidance_scale: float | None, width: int | None, height: int | None, callback: StepCallback | None,
+         scheduler: str | None = None) -> list[Image.Image]:
     total = steps or DEFAULT_STEPS
     canceled = False
 
@@ -95,7 +95,7 @@ def _run(pipe: Any, prompts: list[str], negatives: list[str] | None, seeds: list
         return kwargs
 
     size = resolution(pipe)
-    with torch.no_grad():
+    with sampling_scheduler(pipe, scheduler), torch.no_grad():
         out = pipe(prompt=prompts, negative_prompt=negatives, num_inference_steps=total,
                    guidance_scale=DEFAULT_GUIDANCE if guidance_scale is None else guidance_scale,
                    width=width or size, height=height or size, output_type="pil",
@@ -109,8 +109,10 @@ def generate(pipe: Any, shifts_model: SpectralShiftModel | None, prompt: str, *,
              checkpoints: Sequence[tuple[Checkpoint, float]] = (), negative_prompt: str | None = None,
              num_images: int = 1, seed: int | None = None, steps: int | None = None,
              guidance_scale: float | None = None, width: int | None = None, height: int | None = None,
-             callback: StepCallback | None = None) -> list[GeneratedImage]:
+             callback: StepCallback | None = None, scheduler: str | None = None) -> list[GeneratedImage]:
     """`num_images` images of `prompt`; image i uses seed `seed + i` (a random seed when None).
+
+    `scheduler`: a name of `svdiff.pipeline.SCHEDULERS` for this call only (None: the pipeline's own).
 
     Raises Canceled when `callback` returns False; the base weights are restored either way.
     """
@@ -120,7 +122,7 @@ def generate(pipe: Any, shifts_model: SpectralShiftModel | None, prompt: str, *,
     negatives = [negative_prompt] * num_images if negative_prompt is not None else None
     with merged(shifts_model, combined_shifts(shifts_model, checkpoints)):
         images = _run(pipe, [prompt] * num_images, negatives, seeds, steps=steps, guidance_scale=guidance_scale,
-                      width=width, height=height, callback=callback)
+                      width=width, height=height, callback=callback, scheduler=scheduler)
     return [GeneratedImage(image, s) for image, s in zip(images, seeds, strict=True)]
 
 
@@ -148,16 +150,16 @@ def choose_mode(requests: Sequence[GenerationRequest], pipe: Any, width: int | N
 
 def generate_batch(pipe: Any, shifts_model: SpectralShiftModel | None, requests: Sequence[GenerationRequest], *,
                    steps: int | None = None, guidance_scale: float | None = None, width: int | None = None,
-                   height: int | None = None, callback: StepCallback | None = None,
-                   mode: BatchMode = "auto") -> list[list[GeneratedImage]]:
-    """The images of several requests (one list per request), sharing steps, guidance and size."""
+                   height: int | None = None, callback: StepCallback | None = None, mode: BatchMode = "auto",
+                   scheduler: str | None = None) -> list[list[GeneratedImage]]:
+    """The images of several requests (one list per request), sharing steps, guidance, size and scheduler."""
     if not requests:
         return []
     if mode == "auto":
         mode = choose_mode(requests, pipe, width, height)
     seeds = [_seeds(r.seed, r.num_images) for r in requests]
     options: dict[str, Any] = {"steps": steps, "guidance_scale": guidance_scale, "width": width, "height": height,
-                               "callback": callback}
+                               "callback": callback, "scheduler": scheduler}
     if mode == "per_sample":
         images = _per_sample(pipe, shifts_model, requests, seeds, options)
     else:

@@ -8,6 +8,7 @@ import torch
 
 from svdiff import attach, pipeline_components
 from svdiff.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from svdiff.pipeline import SCHEDULERS, make_scheduler
 from svdiff.sample import GenerationRequest, choose_mode, generate, generate_batch
 from svdiff.state import Canceled
 from svdiff.train import train
@@ -117,3 +118,29 @@ def test_a_checkpoint_trained_here_loads_and_samples_through_the_library(pipe, s
     other = tiny_pipeline(tmp_path / "other", seed=1, max_length=64)
     with pytest.raises(CheckpointError, match="another base model"):
         generate(other, attach(pipeline_components(other), cache=svd_cache), "a dog", checkpoints=[(loaded, 1.0)])
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_schedulers_keep_the_base_noise_schedule(pipe, name):
+    own = pipe.scheduler
+    scheduler = make_scheduler(name, own.config)
+    assert type(scheduler) is SCHEDULERS[name][0] and scheduler is not own
+    assert torch.equal(scheduler.betas, own.betas)
+    assert scheduler.config.prediction_type == own.config.prediction_type
+    if name == "dpm++":
+        assert scheduler.config.algorithm_type == "dpmsolver++"
+
+
+def test_an_unknown_scheduler_is_refused(pipe):
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        generate(pipe, None, "a dog", seed=0, scheduler="heun", **FAST)
+
+
+def test_a_batch_samples_with_its_scheduler_and_leaves_the_pipeline_s_own(pipe, shifted):
+    own = pipe.scheduler
+    alone = generate(pipe, shifted, "a dog", seed=3, scheduler="euler_a", **FAST)
+    (batched,) = generate_batch(pipe, shifted, [GenerationRequest("a dog", seed=3)], scheduler="euler_a", **FAST)
+    assert np.abs(pixels(alone[0].image) - pixels(batched[0].image)).max() <= 1
+    ddim = generate(pipe, shifted, "a dog", seed=3, scheduler="ddim", **FAST)
+    assert np.abs(pixels(alone[0].image) - pixels(ddim[0].image)).max() > 5
+    assert pipe.scheduler is own
