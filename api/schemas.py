@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from core.generation_options import DEFAULT_QUALITY, FORMATS, AspectRatio, OutputFormat, SchedulerName, aspect_table
 
 
 def _no_nul(value: str) -> str:
@@ -98,6 +109,26 @@ class CheckpointRef(Strict):
     scale: float = Field(default=1.0, ge=-2.0, le=2.0)
 
 
+SCHEDULER_DESCRIPTION = (
+    "The sampler: `ddim` (DDIM), `dpm++` (DPM-Solver++ multistep, good images in fewer steps) or `euler_a` (Euler "
+    "ancestral: fresh noise every step, so the same seed gives another image). Each is built from the base model's "
+    "own scheduler config, so its training noise schedule is kept. Default: the base pipeline's own scheduler, "
+    "which is DDIM for every base this service loads. The choice holds for this generation only."
+)
+OUTPUT_FORMAT_DESCRIPTION = (
+    "How the images are stored and served: `png` (lossless, the default), `jpeg` or `webp` (lossy, see `quality`). "
+    "Each image of the job names its `format` and `content_type`; its link serves that Content-Type."
+)
+QUALITY_DESCRIPTION = "1-100, for `jpeg` and `webp` only (with `png`: 422). Default: 90."
+ASPECT_RATIO_DESCRIPTION = (
+    "Instead of `width` and `height` (both: 422): the image is about as many pixels as the base model's native "
+    "square (its UNet sample size times the VAE factor), each side a multiple of 8. The sizes: on the bundled "
+    f"64 px base {aspect_table(64)}; on a 512 px base (SD 1.5) {aspect_table(512)}; on a 768 px base (SD 2.x) "
+    f"{aspect_table(768)}. The job's images carry the size they were made at."
+)
+GENERATION_OPTIONS = ("scheduler", "output_format", "quality", "aspect_ratio")  # added in API v1.1
+
+
 class GenerationCreate(Strict):
     prompt: Prompt
     negative_prompt: Annotated[str, StringConstraints(max_length=2000), Text] | None = None
@@ -108,6 +139,10 @@ class GenerationCreate(Strict):
     guidance_scale: float | None = Field(default=None, ge=0, le=30)
     width: int | None = Field(default=None, ge=64, le=1024, multiple_of=8)
     height: int | None = Field(default=None, ge=64, le=1024, multiple_of=8)
+    scheduler: SchedulerName | None = Field(default=None, description=SCHEDULER_DESCRIPTION)
+    output_format: OutputFormat = Field(default="png", description=OUTPUT_FORMAT_DESCRIPTION)
+    quality: int | None = Field(default=None, ge=1, le=100, description=QUALITY_DESCRIPTION)
+    aspect_ratio: AspectRatio | None = Field(default=None, description=ASPECT_RATIO_DESCRIPTION)
     webhook_url: WebhookUrl | None = None
 
     @model_validator(mode="after")
@@ -115,6 +150,34 @@ class GenerationCreate(Strict):
         if len({c.id for c in self.checkpoints}) != len(self.checkpoints):
             raise ValueError("checkpoints must be distinct")
         return self
+
+    @field_validator("quality")
+    @classmethod
+    def _quality_of_a_lossy_format(cls, quality: int | None, info: ValidationInfo) -> int | None:
+        if quality is not None and info.data.get("output_format") == "png":  # absent: output_format was invalid
+            raise ValueError("quality applies to output_format jpeg or webp, not png")
+        return quality
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _aspect_ratio_or_size(cls, ratio: str | None, info: ValidationInfo) -> str | None:
+        if ratio is not None and (info.data.get("width") is not None or info.data.get("height") is not None):
+            raise ValueError("give aspect_ratio or width and height, not both")
+        return ratio
+
+    def effective_quality(self) -> int | None:
+        """`quality`, or the default of a lossy format; None for png."""
+        image_format = FORMATS[self.output_format]
+        return (self.quality or DEFAULT_QUALITY) if image_format.lossy else None
+
+    def request_payload(self) -> dict[str, Any]:
+        """The body as the Idempotency-Key compares it: the v1.1 options left at their defaults are not in it, so
+        a body without them compares as it did before v1.1."""
+        data = self.model_dump()
+        for name in GENERATION_OPTIONS:
+            if data[name] == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
 
 class EditFields(Strict):

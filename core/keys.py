@@ -5,7 +5,7 @@ Layout::
     users/{user_id}/subjects/{subject_id}/photos/{photo_id}.{ext}     uploaded photos (re-encoded, no metadata)
     users/{user_id}/checkpoints/{checkpoint_id}/shifts.safetensors     the spectral shifts of a training
     users/{user_id}/checkpoints/{checkpoint_id}/lora-r{rank}.safetensors   their rank-N LoRA export (cached)
-    users/{user_id}/generations/{generation_id}/{index}.png           generated images
+    users/{user_id}/generations/{generation_id}/{index}.{ext}         generated images (png, jpg or webp)
     users/{user_id}/edits/{edit_id}/input.{ext}, output.png           single-image edits
     priors/{base_fingerprint}/{class_word}/{index}.png                shared prior-preservation (class) images
     training-state/{training_id}.bin                                  resumable state of a running training
@@ -38,8 +38,8 @@ def checkpoint_lora(user_id: str, checkpoint_id: str, rank: int) -> str:
     return f"{checkpoint_prefix(user_id, checkpoint_id)}lora-r{rank}.safetensors"
 
 
-def generation_image(user_id: str, generation_id: str, index: int) -> str:
-    return f"users/{user_id}/generations/{generation_id}/{index}.png"
+def generation_image(user_id: str, generation_id: str, index: int, ext: str = "png") -> str:
+    return f"users/{user_id}/generations/{generation_id}/{index}.{ext}"
 
 
 def edit_input(user_id: str, edit_id: str, ext: str) -> str:

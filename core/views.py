@@ -8,11 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.fairness import ahead_of
+from core.generation_options import format_of_key
 from core.settings import Settings
 from core.storage import Storage
 from models import QUEUED, RUNNING, Checkpoint, Job, JobImage, Photo, Subject, Training, utcnow
@@ -33,6 +34,8 @@ class ImageOut(BaseModel):
     seed: int | None
     width: int
     height: int
+    format: str = Field(description="`png`, `jpeg` or `webp`: the generation's `output_format` (edits: `png`).")
+    content_type: str = Field(description="The Content-Type `url` serves: `image/png`, `image/jpeg` or `image/webp`.")
 
 
 class JobOut(BaseModel):
@@ -139,7 +142,12 @@ class Presenter:
 
     def images(self, job: Job) -> list[ImageOut]:
         rows = self.session.scalars(select(JobImage).where(JobImage.job_id == job.id).order_by(JobImage.index))
-        return [ImageOut(url=self._url(i.storage_key), seed=i.seed, width=i.width, height=i.height) for i in rows]
+        return [self.image(row) for row in rows]
+
+    def image(self, row: JobImage) -> ImageOut:
+        stored = format_of_key(row.storage_key)  # its extension: no column, and images stored before v1.1 are png
+        return ImageOut(url=self._url(row.storage_key), seed=row.seed, width=row.width, height=row.height,
+                        format=stored.name, content_type=stored.content_type)  # fmt: skip
 
     def job(self, job: Job) -> JobOut:
         if isinstance(job, Training):

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import RuntimeDep
 from core.errors import BlobNotFound, NotFound
+from core.generation_options import image_format_of_key
 from core.storage import LocalStorage
 
 router = APIRouter(tags=["files"])
@@ -26,6 +27,7 @@ async def download(token: str, runtime: RuntimeDep) -> StreamingResponse:
         data = await run_in_threadpool(storage.get, key)
     except BlobNotFound as exc:
         raise NotFound("This file no longer exists.") from exc
-    media = mimetypes.guess_type(key)[0] or "application/octet-stream"
+    image = image_format_of_key(key)  # the type it was stored with, as S3 serves it (mimetypes may lack webp)
+    media = image.content_type if image else mimetypes.guess_type(key)[0] or "application/octet-stream"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else {}
     return StreamingResponse(iter([data]), media_type=media, headers=headers)

@@ -82,8 +82,10 @@ def create_generation(
     body: GenerationCreate, session: SessionDep, runtime: RuntimeDep, user: CurrentUser, presenter: PresenterDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:  # fmt: skip
-    """Generate 1 to 4 images; prompts name subjects by their `token`. Several checkpoints combine their shifts."""
-    idempotency = Idempotency(session, user, idempotency_key, body.model_dump())
+    """Generate 1 to 4 images; prompts name subjects by their `token`. Several checkpoints combine their shifts.
+    Options: the sampler (`scheduler`), the stored format (`output_format`, `quality`) and `aspect_ratio` instead of
+    `width` and `height`."""
+    idempotency = Idempotency(session, user, idempotency_key, body.request_payload())
     if (replay := idempotency.replay()) is not None:
         return replay
     out = presenter.job(jobs.create_generation(session, runtime, user, body))

@@ -69,6 +69,7 @@ def create_generation(session: Session, runtime: Runtime, user: User, body: Gene
         owned(session, Checkpoint, ref.id, user, "checkpoint")
     params = body.model_dump(exclude={"webhook_url"})
     params["seed"] = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    params["quality"] = body.effective_quality()
     webhook = checked_webhook_url(body.webhook_url, allow_private=runtime.settings.allow_private_webhooks)
     check_active_jobs(session, runtime, user, "inference")
     job = Generation(user_id=user.id, queue="inference", params=params, webhook_url=webhook, task_id=new_id(),

@@ -136,3 +136,66 @@ def test_lora_download(client: httpx.Client, user: dict[str, str], runtime: Any,
     assert client.get(url, headers=auth(user)).content == b"lora r8"
     assert client.get(f"/v1/checkpoints/{checkpoint_id}/file?format=lora&rank=7", headers=auth(user)).status_code == 422
     assert client.get(f"/v1/checkpoints/{checkpoint_id}/file?format=ckpt", headers=auth(user)).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"scheduler": "heun"}, "scheduler"),
+        ({"output_format": "gif"}, "output_format"),
+        ({"output_format": "jpeg", "quality": 0}, "quality"),
+        ({"output_format": "webp", "quality": 101}, "quality"),
+        ({"quality": 80}, "quality"),  # png, the default
+        ({"output_format": "png", "quality": 80}, "quality"),
+        ({"aspect_ratio": "16:9", "width": 512}, "aspect_ratio"),
+        ({"aspect_ratio": "4:3", "height": 256}, "aspect_ratio"),
+        ({"aspect_ratio": "2:1"}, "aspect_ratio"),
+    ],
+)
+def test_invalid_generation_options_name_their_field(
+    client: httpx.Client, user: dict[str, str], fields: dict[str, Any], field: str
+) -> None:
+    response = client.post("/v1/generations", json={"prompt": "a dog", **fields}, headers=auth(user))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_generation_options_are_the_job_params(client: httpx.Client, user: dict[str, str]) -> None:
+    body = {"prompt": "a dog", "scheduler": "dpm++", "output_format": "webp", "aspect_ratio": "16:9"}
+    params = client.post("/v1/generations", json=body, headers=auth(user)).json()["params"]
+    assert params["scheduler"] == "dpm++" and params["output_format"] == "webp" and params["quality"] == 90
+    assert params["aspect_ratio"] == "16:9" and params["width"] is None and params["height"] is None
+    plain = client.post("/v1/generations", json={"prompt": "a dog"}, headers=auth(user)).json()["params"]
+    assert (plain["scheduler"], plain["output_format"], plain["quality"], plain["aspect_ratio"]) == (
+        None, "png", None, None)  # fmt: skip
+    jpeg = {"prompt": "a dog", "output_format": "jpeg", "quality": 55}
+    assert client.post("/v1/generations", json=jpeg, headers=auth(user)).json()["params"]["quality"] == 55
+
+
+def test_generation_options_take_part_in_idempotency(client: httpx.Client, user: dict[str, str]) -> None:
+    headers = {**auth(user), "Idempotency-Key": "gen-options"}
+    body = {"prompt": "a dog", "scheduler": "euler_a", "output_format": "jpeg", "quality": 70}
+    first = client.post("/v1/generations", json=body, headers=headers).json()
+    again = client.post("/v1/generations", json=body, headers=headers)
+    assert again.json()["id"] == first["id"] and again.headers["idempotent-replayed"] == "true"
+    for changed in ({"scheduler": "ddim"}, {"quality": 71}, {"output_format": "webp"}, {"aspect_ratio": "1:1"}):
+        assert client.post("/v1/generations", json={**body, **changed}, headers=headers).status_code == 409
+
+
+def test_a_body_without_the_options_compares_as_before_them() -> None:
+    """An Idempotency-Key sent before v1.1 still replays: defaults of the options are not in the compared body."""
+    from api.schemas import GenerationCreate
+
+    before = {"prompt": "a dog", "negative_prompt": None, "checkpoints": [], "num_images": 1, "seed": None,
+              "steps": None, "guidance_scale": None, "width": None, "height": None, "webhook_url": None}  # fmt: skip
+    assert GenerationCreate(prompt="a dog").request_payload() == before
+    assert GenerationCreate(prompt="a dog", output_format="png").request_payload() == before
+    assert GenerationCreate(prompt="a dog", scheduler="ddim").request_payload() == {**before, "scheduler": "ddim"}
+
+
+def test_the_openapi_schema_documents_the_aspect_ratio_sizes(client: httpx.Client) -> None:
+    properties = client.get("/openapi.json").json()["components"]["schemas"]["GenerationCreate"]["properties"]
+    assert "`16:9` 88x48" in properties["aspect_ratio"]["description"]  # the bundled 64 px base
+    assert "`4:3` 592x440" in properties["aspect_ratio"]["description"]  # a 512 px base
+    assert set(properties["scheduler"]["anyOf"][0]["enum"]) == {"ddim", "dpm++", "euler_a"}
