@@ -65,6 +65,8 @@ class GenerationInput:
     guidance_scale: float | None
     width: int | None
     height: int | None
+    scheduler: str | None = None  # "ddim" | "dpm++" | "euler_a"; None: the pipeline's own
+    aspect_ratio: str | None = None  # "W:H" instead of width/height: core.generation_options.aspect_size
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ import torch
 from PIL import Image
 
 import svdiff
+from core.generation_options import aspect_size
 from svdiff.checkpoint import Checkpoint, check_compatible, deserialize, serialize
 from svdiff.lora import export_lora
+from svdiff.pipeline import resolution
 from svdiff.state import TrainState, TrainStateError
 from worker import method_types as method
 
@@ -99,16 +101,23 @@ class MethodRuntime:
     def generate(self, request: method.GenerationInput, checkpoints: list[tuple[str, bytes, float]], *,
                  progress: method.ProgressFn) -> list[method.ImageOutput]:
         loaded = [(self._checkpoint(cid, data), scale) for cid, data, scale in checkpoints]
+        width, height = self.size(request)
         try:
             images = svdiff.generate(
                 self.pipe, self.shifts, request.prompt, checkpoints=loaded, negative_prompt=request.negative_prompt,
                 num_images=request.num_images, seed=request.seed, steps=request.steps,
-                guidance_scale=request.guidance_scale, width=request.width, height=request.height,
-                callback=_step_callback(progress),
+                guidance_scale=request.guidance_scale, width=width, height=height,
+                callback=_step_callback(progress), scheduler=request.scheduler,
             )
         except svdiff.Canceled as exc:
             raise method.Canceled(str(exc)) from exc
         return [method.ImageOutput(_png(g.image), g.seed, g.image.width, g.image.height) for g in images]
+
+    def size(self, request: method.GenerationInput) -> tuple[int | None, int | None]:
+        """(width, height) to sample at: an aspect ratio maps to about the area of the base's native square."""
+        if request.aspect_ratio is None:
+            return request.width, request.height
+        return aspect_size(request.aspect_ratio, resolution(self.pipe))
 
     def edit(self, request: method.EditInput, *, progress: method.ProgressFn) -> method.ImageOutput:
         options: dict[str, Any] = {}

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
+from core.generation_options import aspect_size
 from worker import method
 from worker.method import (
     BlobCache,
@@ -35,6 +36,7 @@ class FakeMethod:
         self.error: Exception | None = None
         self.resumed_from: int | None = None
         self.checkpoints_seen: list[tuple[str, bytes, float]] = []
+        self.generation_seen: GenerationInput | None = None
 
     def base_model_info(self) -> dict[str, str]:
         return {"name": "fake-base", "fingerprint": "fake0001"}
@@ -78,7 +80,10 @@ class FakeMethod:
     ) -> list[ImageOutput]:
         self.checkpoints_seen = checkpoints
         self._steps(request.steps or 3, progress)
+        self.generation_seen = request
         size = (request.width or 64, request.height or 64)
+        if request.aspect_ratio:  # a 64 px base, as the bundled one
+            size = aspect_size(request.aspect_ratio, 64)
         return [ImageOutput(png(*size, request.seed + i), request.seed + i, *size) for i in range(request.num_images)]
 
     def edit(self, request: EditInput, *, progress: ProgressFn) -> ImageOutput:

@@ -4,10 +4,12 @@ import io
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from core import keys
-from models import Edit, Generation
+from models import Edit, Generation, JobImage
 from tests.api.helpers import finished_checkpoint, subject_with_photos, train
 from tests.conftest import auth
 from tests.images import dog
@@ -93,3 +95,60 @@ def test_results_the_database_refuses_fail_the_job(
     assert run_job(runtime, Generation, generation["id"], "w1", work) == "failed"
     done = client.get(f"/v1/generations/{generation['id']}", headers=auth(user)).json()
     assert done["status"] == "failed" and done["error"]["type"] == "ValueError"
+
+
+@pytest.mark.parametrize(
+    ("options", "pil_format", "content_type", "ext"),
+    [
+        ({}, "PNG", "image/png", ".png"),
+        ({"output_format": "jpeg", "quality": 40}, "JPEG", "image/jpeg", ".jpg"),
+        ({"output_format": "webp"}, "WEBP", "image/webp", ".webp"),
+    ],
+)
+def test_generation_stores_and_serves_its_output_format(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod,
+    options: dict[str, Any], pil_format: str, content_type: str, ext: str,
+) -> None:  # fmt: skip
+    body = {"prompt": "a dog", "num_images": 2, "seed": 3, "width": 96, "height": 64, **options}
+    generation = client.post("/v1/generations", json=body, headers=auth(user)).json()
+    assert run_job(runtime, Generation, generation["id"], "w1", generate_work(runtime)) == "succeeded"
+    done = client.get(f"/v1/generations/{generation['id']}", headers=auth(user)).json()
+    with runtime.sessions() as session:
+        rows = session.scalars(select(JobImage).where(JobImage.job_id == generation["id"]).order_by(JobImage.index))
+        stored = [(row.storage_key, row.size_bytes) for row in rows]
+    for image, (key, size) in zip(done["images"], stored, strict=True):
+        assert key.endswith(ext) and (image["format"], image["content_type"]) == (pil_format.lower(), content_type)
+        data = runtime.storage.get(key)
+        assert Image.open(io.BytesIO(data)).format == pil_format and len(data) == size
+        served = httpx.get(image["url"])  # the presigned link of the S3 server
+        assert served.headers["content-type"] == content_type and served.content == data
+        assert Image.open(io.BytesIO(served.content)).size == (96, 64)
+
+
+def test_generation_passes_its_scheduler_and_aspect_ratio(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    body = {"prompt": "a dog", "scheduler": "euler_a", "aspect_ratio": "16:9"}
+    generation = client.post("/v1/generations", json=body, headers=auth(user)).json()
+    assert run_job(runtime, Generation, generation["id"], "w1", generate_work(runtime)) == "succeeded"
+    assert fake_method.generation_seen is not None
+    assert (fake_method.generation_seen.scheduler, fake_method.generation_seen.aspect_ratio) == ("euler_a", "16:9")
+    done = client.get(f"/v1/generations/{generation['id']}", headers=auth(user)).json()
+    assert [(i["width"], i["height"]) for i in done["images"]] == [(88, 48)]  # 16:9 on a 64 px base
+
+
+def test_a_generation_queued_before_the_options_runs_with_their_defaults(
+    client: httpx.Client, user: dict[str, str], runtime: Any, fake_method: FakeMethod
+) -> None:
+    generation = client.post("/v1/generations", json={"prompt": "a dog", "seed": 1}, headers=auth(user)).json()
+    with runtime.sessions() as session:
+        row = session.get(Generation, generation["id"])
+        assert row is not None
+        row.params = {k: v for k, v in row.params.items()
+                      if k not in ("scheduler", "output_format", "quality", "aspect_ratio")}  # fmt: skip
+        session.commit()
+    assert run_job(runtime, Generation, generation["id"], "w1", generate_work(runtime)) == "succeeded"
+    assert fake_method.generation_seen is not None and fake_method.generation_seen.scheduler is None
+    (image,) = client.get(f"/v1/generations/{generation['id']}", headers=auth(user)).json()["images"]
+    assert (image["format"], image["width"]) == ("png", 64)
+    assert Image.open(io.BytesIO(httpx.get(image["url"]).content)).format == "PNG"

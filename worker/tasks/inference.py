@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core import keys
 from core.celery_app import EDIT, EXPORT_LORA, GENERATE
+from core.generation_options import FORMATS, PNG, ImageFormat, encode
 from core.runtime import Runtime
 from models import Checkpoint, Edit, Generation, Job, JobImage
 from worker import method
@@ -19,14 +20,17 @@ from worker.lifecycle import Handler, Progress, run_next
 
 
 def _store_images(
-    runtime: Runtime, job: Job, images: list[method.ImageOutput], key_of: Callable[[int], str]
+    runtime: Runtime, job: Job, images: list[method.ImageOutput], key_of: Callable[[int], str],
+    image_format: ImageFormat = PNG, quality: int | None = None,
 ) -> Callable[[Session, Job], None]:
+    """Stores the images in `image_format` (its extension ends `key_of`'s keys) with its Content-Type."""
     rows = []
     for index, image in enumerate(images):
         key = key_of(index)
-        runtime.storage.put(key, image.png, "image/png")
+        data = encode(image.png, image_format, quality)
+        runtime.storage.put(key, data, image_format.content_type)
         rows.append(dict(index=index, storage_key=key, seed=image.seed, width=image.width, height=image.height,
-                         size_bytes=len(image.png)))  # fmt: skip
+                         size_bytes=len(data)))  # fmt: skip
 
     def write(session: Session, owned: Job) -> None:
         session.execute(delete(JobImage).where(JobImage.job_id == owned.id))  # a redelivered job rewrites them
@@ -49,16 +53,20 @@ def _checkpoints(runtime: Runtime, generation: Generation) -> list[tuple[str, by
 
 def generate_work(runtime: Runtime) -> Callable[[Generation, Progress], Callable[[Session, Generation], None]]:
     def work(generation: Generation, progress: Progress) -> Callable[[Session, Generation], None]:
-        p = generation.params
+        p = generation.params  # a job created before API v1.1 has no scheduler, format or aspect ratio: defaults
         request = method.GenerationInput(
             prompt=p["prompt"], negative_prompt=p.get("negative_prompt"), num_images=int(p.get("num_images", 1)),
             seed=int(p["seed"]), steps=p.get("steps"), guidance_scale=p.get("guidance_scale"),
-            width=p.get("width"), height=p.get("height"),
+            width=p.get("width"), height=p.get("height"), scheduler=p.get("scheduler"),
+            aspect_ratio=p.get("aspect_ratio"),
         )  # fmt: skip
         images = method.generate(request, _checkpoints(runtime, generation), progress=progress)
+        image_format = FORMATS[p.get("output_format") or "png"]
         return _store_images(
-            runtime, generation, images, lambda i: keys.generation_image(generation.user_id, generation.id, i)
-        )
+            runtime, generation, images,
+            lambda i: keys.generation_image(generation.user_id, generation.id, i, image_format.ext),
+            image_format, p.get("quality"),
+        )  # fmt: skip
 
     return work
 
