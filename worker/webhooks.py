@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 
+from core.addresses import UnresolvedHost, UnsafeUrl, check_url, pinned_request
 from core.db import session_scope
 from core.runtime import Runtime
 from core.settings import Settings
-from core.webhooks import UnresolvedWebhookHost, UnsafeWebhookUrl, check_webhook_url, pinned, sign
+from core.webhooks import sign
 from models import User, WebhookDelivery, utcnow
 from models.webhook import ABANDONED, DELIVERED, PENDING
 
@@ -37,11 +38,8 @@ def post(
     """POST `body` within `deadline` seconds of wall-clock time, reading at most ANSWER_BYTES of the answer;
     given the `address` the URL's host was checked to resolve to, connect to it (see `pinned`). A receiver that
     trickles its answer or never ends it costs this delivery its deadline, nothing more."""
-    extensions = {}
-    if address is not None:
-        url, host, server_name = pinned(url, address)
-        headers = {**headers, "host": host}
-        extensions["sni_hostname"] = server_name
+    url, pinned_headers, extensions = pinned_request(url, [address] if address is not None else [])
+    headers = {**headers, **pinned_headers}
     end = time.monotonic() + deadline
     client = httpx.Client(timeout=deadline, follow_redirects=False)
     outcome: dict[str, Any] = {}
@@ -104,10 +102,10 @@ def _send(runtime: Runtime, delivery_id: str, attempt: Attempt) -> tuple[int | N
     """(status, error, give_up), with no database session open."""
     settings = runtime.settings
     try:
-        addresses = check_webhook_url(attempt.url, allow_private=settings.allow_private_webhooks)
-    except UnresolvedWebhookHost as exc:  # perhaps the resolver is down for a while: retried like a 5xx
+        addresses = check_url(attempt.url, allow_private=settings.allow_private_webhooks)
+    except UnresolvedHost as exc:  # perhaps the resolver is down for a while: retried like a 5xx
         return None, str(exc), False
-    except UnsafeWebhookUrl as exc:  # resolves to a non-public address: never
+    except UnsafeUrl as exc:  # resolves to a non-public address: never
         return None, f"refused: {exc}", True
     timestamp = int(time.time())
     headers = {
