@@ -16,6 +16,7 @@ from core.fairness import ahead_of
 from core.generation_options import format_of_key
 from core.settings import Settings
 from core.storage import Storage
+from core.throughput import THROUGHPUT
 from models import QUEUED, RUNNING, Checkpoint, Job, JobImage, Photo, Subject, Training, utcnow
 
 
@@ -116,8 +117,11 @@ class Presenter:
             return None
         return int(self.session.scalar(select(func.count(Job.id)).where(ahead_of(job))) or 0)
 
-    @staticmethod
-    def eta_seconds(job: Job) -> float | None:
+    def eta_seconds(self, job: Job, position: int | None) -> float | None:
+        """Running: the remaining steps at this job's own pace. Queued: its place in line over the queue's
+        measured throughput (`core.throughput`)."""
+        if position is not None:
+            return THROUGHPUT.queued_eta(self.session, job.queue, position)
         if job.status != RUNNING or job.started_at is None or job.progress_step <= 0 or not job.progress_total:
             return None
         elapsed = (utcnow() - job.started_at).total_seconds()
@@ -126,13 +130,14 @@ class Presenter:
 
     def _common(self, job: Job) -> dict[str, Any]:
         error = JobError(type=job.error_type, detail=job.error_detail or "") if job.error_type else None
+        position = self.queue_position(job)
         return {
             "id": job.id,
             "kind": job.kind,
             "status": job.status,
             "progress": Progress(step=job.progress_step, total=job.progress_total),
-            "queue_position": self.queue_position(job),
-            "eta_seconds": self.eta_seconds(job),
+            "queue_position": position,
+            "eta_seconds": self.eta_seconds(job, position),
             "params": dict(job.params),
             "error": error,
             "created_at": job.created_at,

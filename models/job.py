@@ -36,6 +36,7 @@ class Job(IdMixin, CreatedMixin, Base):
         Index("ix_jobs_queue_enqueued", "queue", "enqueued_at"),  # the reconciler: queued long ago
         Index("ix_jobs_queue_status_fair", "queue", "status", "fair_round", "created_at", "id"),  # the fair order
         Index("ix_jobs_user_queue_status_round", "user_id", "queue", "status", "fair_round"),  # a user's last round
+        Index("ix_jobs_queue_finished", "queue", "finished_at"),  # a queue's measured throughput
     )
     __mapper_args__ = {"polymorphic_on": "kind"}  # noqa: RUF012
 
