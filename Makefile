@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test test-slow lint typecheck demo run bench-train bench-svd bench-size bench-quality base-model clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[method,postgres,dev]"
+	$(PIP) install -q -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -111,12 +111,15 @@ class ClientConfig:
         max_retries: int | None,
         fallback_base_url: httpx.URL | None = None,
     ) -> None:
+        """`fallback_base_url`: given when an httpx client is injected (its base URL)."""
         self.api_key = api_key if api_key is not None else os.environ.get("SVDIFF_API_KEY")
         chosen = base_url or os.environ.get("SVDIFF_BASE_URL")
         if chosen is None and fallback_base_url is not None and str(fallback_base_url):
             chosen = fallback_base_url  # an injected httpx client's own base URL
         self.base_url = str(chosen or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
+        # An injected httpx client keeps its own timeouts unless this client was given one.
+        self.send_timeout = timeout is not None or fallback_base_url is None
         policy = retry or RetryPolicy()
         if max_retries is not None:
             policy = RetryPolicy(max_retries, policy.backoff_base, policy.backoff_max, policy.max_retry_after)
@@ -140,7 +143,8 @@ class ClientConfig:
     def request_args(self, call: Call[Any]) -> dict[str, Any]:
         url = self.url(call.path)
         args: dict[str, Any] = {"method": call.method, "url": url, "headers": self.headers(url, call.headers)}
-        args["timeout"] = self.timeout
+        if self.send_timeout:
+            args["timeout"] = self.timeout
         for name in ("params", "json", "data", "files"):
             value = getattr(call, name)
             if value is not None:

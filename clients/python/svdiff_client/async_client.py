@@ -163,8 +163,10 @@ class AsyncClient:
         url = self._config.url(state.path + "/events")
         headers = self._config.headers(url, state.stream_headers())
         try:
-            timeout = state.stream_timeout(self._config.timeout)
-            async with self._http.stream("GET", url, headers=headers, timeout=timeout) as response:
+            timeout = state.stream_timeout(self._config.timeout) if self._config.send_timeout else None
+            async with self._http.stream(
+                "GET", url, headers=headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+            ) as response:
                 if not state.usable(response):
                     await response.aread()
                     state.refused(response)
