@@ -30,7 +30,7 @@ from svdiff_client.models import (
 )
 
 M = TypeVar("M", bound=BaseModel)
-CheckpointSpec = str | Checkpoint | tuple[str | Checkpoint, float] | dict[str, Any]
+CheckpointSpec = str | Checkpoint | Training | tuple[str | Checkpoint | Training, float] | dict[str, Any]
 
 
 def model(cls: type[M]) -> Callable[[httpx.Response], M]:
@@ -198,14 +198,24 @@ def job_cancel(path: str, cls: type[M]) -> Call[M]:
 # generations and edits
 
 
+def checkpoint_id(ref: str | Checkpoint | Training) -> str:
+    """A checkpoint's id, given itself, its id, or the training that made it."""
+    if isinstance(ref, Training):
+        if ref.checkpoint_id is None:
+            raise ValueError(f"training {ref.id} has no checkpoint (status {ref.status})")
+        return ref.checkpoint_id
+    return ref.id if isinstance(ref, Checkpoint) else ref
+
+
 def checkpoint_ref(spec: CheckpointSpec) -> dict[str, Any]:
-    """An id or a Checkpoint (scale 1.0, the service default), an (id, scale) pair, or a {id, scale} dict."""
+    """An id, a Checkpoint or the Training that made it (scale 1.0, the service default), one of those with a
+    scale as a pair, or a {id, scale} dict."""
     if isinstance(spec, dict):
         return dict(spec)
     if isinstance(spec, tuple):
-        ident, scale = spec
-        return {"id": getattr(ident, "id", ident), "scale": float(scale)}
-    return {"id": getattr(spec, "id", spec)}
+        ref, scale = spec
+        return {"id": checkpoint_id(ref), "scale": float(scale)}
+    return {"id": checkpoint_id(spec)}
 
 
 def generations_create(

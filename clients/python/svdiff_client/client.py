@@ -304,7 +304,8 @@ class Generations(_Jobs):
         aspect_ratio: str | None = None, webhook_url: str | None = None, idempotency_key: str | None = None,
         extra_body: dict[str, Any] | None = None,
     ) -> Generation:  # fmt: skip
-        """`checkpoints`: ids or Checkpoints (scale 1.0), or `(id, scale)` pairs; none means the base model.
+        """`checkpoints`: ids, Checkpoints or the Trainings that made them (scale 1.0), or `(id, scale)` pairs;
+        none means the base model.
         Options left at None are not sent."""
         call = E.generations_create(
             prompt, checkpoints, idempotency_key, extra_body, negative_prompt=negative_prompt,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from mockapi import BASE, MockApi, job_json, json_response, problem
-from svdiff_client import AdminSubject, Client, Photo, Subject, SubjectWithTraining, WaitTimeout
+from svdiff_client import AdminSubject, Client, Photo, Subject, SubjectWithTraining, Training, WaitTimeout
 
 NOW = "2025-01-01T00:00:00Z"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -272,3 +272,13 @@ def test_async_resources(api: MockApi) -> None:
     asyncio.run(run())
     assert body(api.requests[3])["checkpoints"] == [{"id": "c-1", "scale": 1.5}]
     assert api.requests[3].headers["Idempotency-Key"]
+
+
+def test_a_training_stands_for_its_checkpoint(api: MockApi) -> None:
+    api.on("POST", "/v1/generations", json_response(job_json("generation"), 202))
+    done = Training.model_validate(job_json(status="succeeded"))
+    with api.client() as client:
+        client.generations.create("p", [(done, 0.8)])
+        with pytest.raises(ValueError, match="has no checkpoint"):
+            client.generations.create("p", [Training.model_validate(job_json())])
+    assert body(api.requests[0])["checkpoints"] == [{"id": "c-1", "scale": 0.8}] and len(api.requests) == 1
