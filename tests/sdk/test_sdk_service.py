@@ -4,6 +4,8 @@ migrations, Redis, moto S3), the SDK given the fixtures' httpx client (sync) or 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -169,3 +171,39 @@ def test_async_client_over_asgi(app: Any, client: httpx.Client, account: dict[st
                 await sdk.subjects.create("Rex", "Dog!")
 
     asyncio.run(run())
+
+
+def test_wait_follows_the_services_event_stream(
+    client: httpx.Client, sdk: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wait() on the service's own events route: a queued generation, canceled from another thread while the
+    waiter listens; the waiter gets the canceled job from the stream, never refused, never broken, never polled."""
+    from svdiff_client import _wait
+
+    detours: list[str] = []
+    for name in ("refused", "broke", "next_poll_delay"):
+        original = getattr(_wait.WaitState, name)
+
+        def record(self: Any, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            detours.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(_wait.WaitState, name, record)
+    generation = sdk.generations.create("a photo of a dog", seed=2)
+    outcome: dict[str, Any] = {}
+
+    def waiter() -> None:
+        try:
+            outcome["job"] = sdk.generations.wait(generation, timeout=30)
+        except Exception as exc:  # reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.5)  # the waiter is listening (the in-process transport answers once the stream has ended)
+    assert thread.is_alive()
+    assert sdk.generations.cancel(generation).status == "canceled"
+    thread.join(timeout=40)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["job"].status == "canceled" and outcome["job"].id == generation.id
+    assert detours == []
