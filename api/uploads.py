@@ -11,7 +11,7 @@ from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from core.errors import InvalidInput, TooLarge, UnsupportedMedia
+from core.errors import InvalidInput, ServiceError, TooLarge, UnsupportedMedia
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 50
@@ -20,10 +20,14 @@ SPOOL_BYTES = 1024 * 1024
 
 @dataclass
 class UploadedFile:
+    """A file part of a multipart upload (`field` "files"), or a photo URL's answer (`field` "urls", `filename`
+    the URL): `refused` says why one could not be fetched, and is reported with the checks of the others."""
+
     field: str
     filename: str
     file: IO[bytes]
     size: int = 0
+    refused: ServiceError | None = None
 
     def read(self) -> bytes:
         self.file.seek(0)
@@ -46,6 +50,10 @@ class _Part:
     name: str = ""
     upload: UploadedFile | None = None
     data: bytearray = field(default_factory=bytearray)
+
+
+def larger_than(most: int) -> str:
+    return f"larger than {most // 2**20} MB" if most >= 2**20 else f"larger than {most // 1024} kB"
 
 
 class _Collector:
@@ -94,8 +102,7 @@ class _Collector:
         upload.size += end - start
         if upload.size > self.max_file_bytes:  # the stream stops here: reading on would defeat the limit
             index = [f for f in self.form.files if f.field == upload.field].index(upload)
-            most = self.max_file_bytes
-            limit = f"larger than {most // 2**20} MB" if most >= 2**20 else f"larger than {most // 1024} kB"
+            limit = larger_than(self.max_file_bytes)
             raise TooLarge(
                 f"{upload.filename or 'A file'}: {limit}; the upload stopped there, files after it were not checked.",
                 errors=[{"field": f"{upload.field}[{index}]", "detail": f"{upload.filename or 'file'}: {limit}"}],

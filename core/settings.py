@@ -102,7 +102,8 @@ class Settings(BaseSettings):
     max_photo_bytes: int = 20 * 1024 * 1024
     max_photo_pixels: int = 40_000_000
     min_photo_side: int = 256
-    max_photos_per_subject: int = 20
+    max_photos_per_subject: int = 20  # also the most photos (files or URLs) one request adds
+    photo_url_timeout_seconds: float = Field(default=10.0, gt=0)  # wall clock for one photo URL, redirects included
     subject_tokens: tuple[str, ...] = ()  # default: default_subject_tokens(base_model)
 
     # Jobs and workers
@@ -148,7 +149,7 @@ class Settings(BaseSettings):
     events_reread_seconds: float = Field(default=60.0, gt=0)  # a read without a notice, should one be lost
 
     # Webhooks
-    allow_private_webhooks: bool = False
+    allow_private_webhooks: bool = False  # lifts the outbound address guard: webhooks and photo URLs (tests only)
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = Field(default=31, ge=1)  # with the backoff below: just over a day
     webhook_backoff_base_seconds: float = Field(default=30.0, gt=0)

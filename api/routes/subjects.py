@@ -5,18 +5,21 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, PresenterDep, RuntimeDep, SessionDep
+from api.fetch import FetchLimits, close_all, fetch_photos
 from api.pagination import Page, PageDep, paginate
 from api.ratelimit import RateLimits, bearer_key
 from api.schemas import BINARY, SubjectCreate, SubjectMultipartFields, TrainingCreate, multipart_body
 from api.services import jobs, subjects
 from api.services.common import Idempotency, checked_webhook_url, is_id, owned
-from api.uploads import MultipartForm, read_multipart
-from core.errors import InvalidInput, NotFound, UnsupportedMedia
+from api.uploads import MultipartForm, UploadedFile, read_multipart
+from core.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
+from core.runtime import Runtime
 from core.views import PhotoOut, Presenter, SubjectOut, TrainingOut
 from models import Photo, Subject, User
 
@@ -35,14 +38,28 @@ class PhotoList(BaseModel):
     data: list[PhotoOut]
 
 
+PhotoUrl = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class PhotoUrls(BaseModel):
+    """Photos the service fetches from public http(s) hosts, at most `MAX_PHOTOS_PER_SUBJECT` (20) a request."""
+
+    urls: list[PhotoUrl] = Field(min_length=1, description="http or https URLs of JPEG, PNG or WebP images")
+
+
 class SubjectWithTraining(BaseModel):
     subject: SubjectOut
     training: TrainingOut
 
 
 def invalid(exc: ValidationError) -> InvalidInput:
-    errors = [{"field": ".".join(str(p) for p in e["loc"]), "detail": e["msg"]} for e in exc.errors()]
+    errors = [{"field": _field(e["loc"]), "detail": e["msg"]} for e in exc.errors()]
     return InvalidInput("Some fields are invalid.", errors=errors)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """`name`, `urls[2]`, `a.b`: a list item by its index in brackets, as the per-file errors name them."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 async def _form(request: Request, runtime: RuntimeDep, max_files: int | None = None) -> MultipartForm:
@@ -57,7 +74,7 @@ SUBJECT_BODY = multipart_body(
     {**SubjectMultipartFields.model_json_schema()["properties"], "files": {"type": "array", "items": BINARY}},
     SubjectCreate.model_json_schema(),
 )
-FILES_BODY = multipart_body(["files"], {"files": {"type": "array", "items": BINARY}})
+PHOTOS_BODY = multipart_body(["files"], {"files": {"type": "array", "items": BINARY}}, PhotoUrls.model_json_schema())
 
 
 @router.post(
@@ -146,19 +163,42 @@ def delete_subject(subject: OwnedSubject, session: SessionDep, runtime: RuntimeD
     return Response(status_code=204)
 
 
-@router.post("/v1/subjects/{subject_id}/photos", status_code=201, response_model=PhotoList, openapi_extra=FILES_BODY)
+@router.post("/v1/subjects/{subject_id}/photos", status_code=201, response_model=PhotoList, openapi_extra=PHOTOS_BODY)
 async def upload_photos(
     request: Request, subject: OwnedSubject, session: SessionDep, runtime: RuntimeDep, presenter: PresenterDep
 ) -> PhotoList:
-    """JPEG, PNG or WebP, each at most 20 MB and 40 MP, shorter side at least 256 px; all or nothing."""
-    form = await _form(request, runtime)
+    """Multipart `files`, or JSON `{"urls": [...]}` that the service fetches (http or https, public addresses
+    only, every redirect checked too, each URL within `PHOTO_URL_TIMEOUT_SECONDS`). JPEG, PNG or WebP, each at most
+    20 MB and 40 MP, shorter side at least 256 px; all or nothing: one bad file or URL and nothing is stored, and
+    the answer lists each (`files[i]`, `urls[i]`) and why. A URL that cannot be fetched (refused address, no
+    answer in time, an answer other than 2xx) is a 422; too large a 413, not an image a 415."""
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("application/json"):
+        received = uploads = await _fetched(request, subject, session, runtime)
+    elif content_type.startswith("multipart/form-data"):
+        received = (await _form(request, runtime)).files
+        uploads = [f for f in received if f.field == "files"]
+    else:
+        raise UnsupportedMedia("Send multipart/form-data (files) or application/json (urls).")
     try:
-        photos = await run_in_threadpool(
-            subjects.add_photos, session, runtime, subject, [f for f in form.files if f.field == "files"]
-        )
+        photos = await run_in_threadpool(subjects.add_photos, session, runtime, subject, uploads)
     finally:
-        form.close()
+        close_all(received)
     return PhotoList(data=[presenter.photo(p) for p in photos])
+
+
+async def _fetched(request: Request, subject: Subject, session: Session, runtime: Runtime) -> list[UploadedFile]:
+    """The URLs of a JSON body, fetched; refused before any fetch when there are more than a subject takes."""
+    try:
+        body = PhotoUrls.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise invalid(exc) from exc
+    most = runtime.settings.max_photos_per_subject
+    if len(body.urls) > most:
+        raise TooLarge(f"Too many URLs: at most {most} per request.", errors=[{"field": "urls", "detail": "too many"}])
+    subjects.check_room(runtime, subject.photo_count, len(body.urls))
+    await run_in_threadpool(session.commit)  # ends the read transaction: no connection is held while fetching
+    return await fetch_photos(body.urls, FetchLimits.of(runtime.settings))
 
 
 @router.get("/v1/subjects/{subject_id}/photos", response_model=Page[PhotoOut])

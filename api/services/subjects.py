@@ -65,6 +65,8 @@ def _rejections(uploads: list[UploadedFile], runtime: Runtime) -> list[tuple[int
     bad = []
     for index, upload in enumerate(uploads):
         try:
+            if upload.refused is not None:  # a photo URL that could not be fetched
+                raise upload.refused
             check_image(upload.read(), max_pixels=settings.max_photo_pixels, min_side=settings.min_photo_side)
         except ServiceError as exc:
             bad.append((index, upload, exc))
@@ -72,15 +74,24 @@ def _rejections(uploads: list[UploadedFile], runtime: Runtime) -> list[tuple[int
 
 
 def check_uploads(uploads: list[UploadedFile], runtime: Runtime) -> None:
-    """Raise one error naming every bad file; its status is theirs when they agree, else 422."""
+    """Raise one error naming every bad file (or URL: `files[i]`, `urls[i]`); its status is theirs when they
+    agree, else 422."""
     bad = _rejections(uploads, runtime)
     if not bad:
         return
     statuses = {exc.status for _, _, exc in bad}
-    errors = [{"field": f"files[{i}]", "detail": f"{u.filename or 'file'}: {exc.detail}"} for i, u, exc in bad]
-    detail = f"{len(bad)} of {len(uploads)} files were refused; nothing was stored."
+    errors = [{"field": f"{u.field}[{i}]", "detail": f"{u.filename or 'file'}: {exc.detail}"} for i, u, exc in bad]
+    what = "URLs" if uploads[0].field == "urls" else "files"
+    detail = f"{len(bad)} of {len(uploads)} {what} were refused; nothing was stored."
     cls = type(bad[0][2]) if len(statuses) == 1 else InvalidInput
     raise cls(detail, errors=errors)
+
+
+def check_room(runtime: Runtime, count: int, adding: int) -> None:
+    """409 unless a subject with `count` photos can take `adding` more."""
+    most = runtime.settings.max_photos_per_subject
+    if count + adding > most:
+        raise Conflict(f"A subject holds at most {most} photos; it has {count}.")
 
 
 def add_photos(session: Session, runtime: Runtime, subject: Subject, uploads: list[UploadedFile]) -> list[Photo]:
@@ -94,8 +105,7 @@ def add_photos(session: Session, runtime: Runtime, subject: Subject, uploads: li
     if session.scalar(select(Subject.id).where(Subject.id == subject.id).with_for_update()) is None:
         raise NotFound("This subject was just deleted.")
     count = session.scalar(select(func.count(Photo.id)).where(Photo.subject_id == subject.id)) or 0
-    if count + len(uploads) > settings.max_photos_per_subject:
-        raise Conflict(f"A subject holds at most {settings.max_photos_per_subject} photos; it has {count}.")
+    check_room(runtime, count, len(uploads))
     check_uploads(uploads, runtime)
     photos: list[Photo] = []
     for upload in uploads:

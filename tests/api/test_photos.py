@@ -139,7 +139,9 @@ def test_too_many_photos(
 
 def test_upload_needs_multipart_with_files(client: httpx.Client, user: dict[str, str], subject: dict[str, Any]) -> None:
     url = f"/v1/subjects/{subject['id']}/photos"
-    assert client.post(url, json={"files": []}, headers=auth(user)).status_code == 415
+    assert client.post(url, content=b"a.jpg", headers={**auth(user), "content-type": "text/plain"}).status_code == 415
+    no_urls = client.post(url, json={"files": []}, headers=auth(user))  # JSON is for `urls`
+    assert no_urls.status_code == 422 and no_urls.json()["errors"][0]["field"] == "urls"
     assert (
         client.post(url, data={"x": "1"}, files=[("other", ("a.jpg", dog(0)))], headers=auth(user)).status_code == 422
     )
