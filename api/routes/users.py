@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.deps import AdminUser, CurrentUser, SessionDep
@@ -9,7 +9,7 @@ from api.pagination import Page, PageDep, paginate
 from api.schemas import ApiKeyCreated, ApiKeyList, ApiKeyOut, UserCreate, UserCreated, UserOut
 from api.services.common import is_id
 from core.accounts import create_user, new_key, revoke_key, rotate_key
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from models import ApiKey, User
 
 router = APIRouter(tags=["users"])
@@ -91,6 +91,38 @@ def rotate(user_id: str, key_id: str, session: SessionDep, user: CurrentUser) ->
 
 @router.delete("/v1/users/{user_id}/keys/{key_id}", status_code=204, tags=["keys"])
 def revoke(user_id: str, key_id: str, session: SessionDep, user: CurrentUser) -> Response:
-    """Revoke a key: it authenticates nothing from now on (revoking a revoked key changes nothing)."""
-    revoke_key(_key(session, user, user_id, key_id))
+    """Revoke a key: it authenticates nothing from now on (revoking a revoked key changes nothing). Your own last
+    active key cannot be revoked (409): rotate it instead."""
+    row = _key(session, user, user_id, key_id)
+    if row.user_id == user.id and row.revoked_at is None:
+        active = session.scalar(select(func.count(ApiKey.id)).where(ApiKey.user_id == user.id,
+                                                                     ApiKey.revoked_at.is_(None)))  # fmt: skip
+        if (active or 0) <= 1:
+            raise Conflict("This is your last active API key; rotate it, or create another one first.")
+    revoke_key(row)
     return Response(status_code=204)
+
+
+# The same, for the caller's own keys (API.md v1.1).
+@router.get("/v1/me/keys", response_model=ApiKeyList, tags=["keys"])
+def list_own_keys(session: SessionDep, user: CurrentUser) -> ApiKeyList:
+    """Your API keys, revoked ones included."""
+    return list_keys("me", session, user)
+
+
+@router.post("/v1/me/keys", status_code=201, response_model=ApiKeyCreated, tags=["keys"])
+def create_own_key(session: SessionDep, user: CurrentUser) -> ApiKeyCreated:
+    """A new API key for yourself; the key is shown only in this answer."""
+    return create_key("me", session, user)
+
+
+@router.post("/v1/me/keys/{key_id}/rotate", status_code=201, response_model=ApiKeyCreated, tags=["keys"])
+def rotate_own(key_id: str, session: SessionDep, user: CurrentUser) -> ApiKeyCreated:
+    """A new key in place of one of yours, which is revoked at once."""
+    return rotate("me", key_id, session, user)
+
+
+@router.delete("/v1/me/keys/{key_id}", status_code=204, tags=["keys"])
+def revoke_own(key_id: str, session: SessionDep, user: CurrentUser) -> Response:
+    """Revoke one of your keys (not your last active one: 409)."""
+    return revoke("me", key_id, session, user)

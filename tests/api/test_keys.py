@@ -72,3 +72,23 @@ def test_a_revoked_bootstrap_key_stays_revoked_across_restarts(runtime) -> None:
     with session_scope(runtime.sessions) as session:  # the next start
         assert ensure_admin_key(session, key) is None
         assert session.query(ApiKey).filter(ApiKey.key_hash == hash_api_key(key)).one().revoked_at is not None
+
+
+def test_own_keys_under_v1_me_keys_and_the_last_one_stays(client: httpx.Client) -> None:
+    user = make_user(client)
+    listed = client.get("/v1/me/keys", headers=auth(user))
+    assert listed.status_code == 200
+    (only,) = listed.json()["data"]
+    last = client.delete(f"/v1/me/keys/{only['id']}", headers=auth(user))
+    assert last.status_code == 409 and last.headers["content-type"].startswith("application/problem+json")
+    assert client.get("/v1/me", headers=auth(user)).status_code == 200  # not locked out
+    created = client.post("/v1/me/keys", headers=auth(user))
+    assert created.status_code == 201 and created.json()["api_key"]
+    assert client.delete(f"/v1/me/keys/{only['id']}", headers=auth(user)).status_code == 204  # no longer the last
+    fresh = {"Authorization": f"Bearer {created.json()['api_key']}"}
+    rotated = client.post(f"/v1/me/keys/{created.json()['id']}/rotate", headers=fresh)
+    assert rotated.status_code == 201
+    assert client.get("/v1/me", headers=fresh).status_code == 401
+    other = make_user(client)
+    assert client.delete(f"/v1/me/keys/{rotated.json()['id']}", headers=auth(other)).status_code == 404
+    assert client.get("/v1/me/keys").status_code == 401
