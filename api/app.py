@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, web
 from api.guard import AuthFirst
 from api.metrics import Metrics
 from api.query import EmptyQueryValuesAreAbsent
@@ -77,7 +77,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.state.event_slots = events.StreamSlots()
     for module in (users, subjects, jobs, events, checkpoints, admin):
         app.include_router(module.router, responses=RATE_LIMITED)
-    for module in (files, ops):  # no API key: never rate limited
+    for module in (files, ops, web):  # no API key: never rate limited
         app.include_router(module.router)
     plain_openapi = app.openapi
 

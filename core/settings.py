@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_base_url: str | None = None  # default: http://<host>:<port>
+    web_app: bool | None = None  # the web app at / (api/web); unset: on in development, off in production
 
     # Storage
     storage: Literal["local", "s3"] = "local"
@@ -224,6 +225,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def web_app_enabled(self) -> bool:
+        return self.web_app if self.web_app is not None else self.environment == "development"
 
     @property
     def embedded_broker(self) -> bool:
