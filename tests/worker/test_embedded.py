@@ -90,3 +90,19 @@ def test_the_reconciler_runs_in_process_and_nothing_is_forked(
         stop_embedded_worker(embedded)
         runtime.close()
     assert list(tmp_path.glob("celerybeat-schedule*"))  # in the data folder, not the working directory
+
+
+def test_live_events_come_from_the_in_process_hub(
+    embedded: tuple[TestClient, dict[str, str]], fake_method: FakeMethod
+) -> None:
+    import json
+
+    client, headers = embedded
+    fake_method.on_step = lambda step: time.sleep(0.1)
+    job = client.post("/v1/generations", json={"prompt": "a dog", "steps": 8}, headers=headers).json()
+    started = time.monotonic()
+    body = client.get(f"/v1/generations/{job['id']}/events", headers=headers).text  # ends with the job
+    assert time.monotonic() - started < 30  # woken by each change, not by the once-a-minute re-read
+    seen = [json.loads(line.removeprefix("data: ")) for line in body.splitlines() if line.startswith("data: ")]
+    assert seen[-1]["status"] == "succeeded" and len(seen[-1]["images"]) == 1
+    assert len([event for event in seen if event["status"] == "running"]) >= 2
