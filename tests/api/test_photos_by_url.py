@@ -11,10 +11,13 @@ import contextlib
 import hashlib
 import io
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -39,7 +42,7 @@ STATIC = {
 class PhotoServer:
     """A real HTTP server: the test images, plus redirects, a 404, an endless body and a trickling one."""
 
-    def __init__(self, host: str, port: int = 0) -> None:
+    def __init__(self, host: str, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[tuple[str, str]] = []  # (path, Host header)
         self.sent = 0
         server = self
@@ -54,8 +57,10 @@ class PhotoServer:
                 pass
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = int(self.httpd.server_address[1])
-        self.base = f"http://{host}:{self.port}"
+        self.base = f"{'https' if tls else 'http'}://{host}:{self.port}"
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def url(self, path: str) -> str:
@@ -251,6 +256,58 @@ def test_the_connection_goes_to_the_address_that_was_checked(
     assert response.status_code == 201, response.text
     assert public.requests == [("/dog0.jpg", f"photos.test:{public.port}")]  # the name, at the checked address
     assert private.requests == [] and answers == ["127.0.0.2"]
+
+
+def certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `name` (and its key), which the test makes the client trust."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_path, key_path
+
+
+@pytest.mark.usefixtures("guard_on")
+def test_https_connects_to_the_checked_address_under_its_name(
+    client: httpx.Client, user: dict[str, str], subject: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The TLS server name (SNI) is the URL's name, and the certificate is checked against it, not the IP."""
+    import certifi
+
+    cert, key = certificate(tmp_path, "photos.test")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    tls.sni_callback = lambda _sock, name, _context: names.append(name)  # type: ignore[assignment,func-returns-value]
+    server = PhotoServer("127.0.0.2", tls=tls)
+    try:
+        monkeypatch.setattr(certifi, "where", lambda: str(cert))  # what httpx trusts by default
+        monkeypatch.setattr(addresses, "resolve", lambda host, port: ["127.0.0.2"])  # photos.test, other.test
+        good = post_urls(client, user, subject, f"https://photos.test:{server.port}/dog0.jpg")
+        assert good.status_code == 201, good.text
+        assert server.requests == [("/dog0.jpg", f"photos.test:{server.port}")] and names == ["photos.test"]
+        wrong = post_urls(client, user, subject, f"https://other.test:{server.port}/dog0.jpg")
+        assert wrong.status_code == 422 and "certificate" in wrong.json()["errors"][0]["detail"]
+        assert names[-1] == "other.test" and len(server.requests) == 1
+    finally:
+        server.close()
 
 
 @pytest.mark.usefixtures("private_allowed")
