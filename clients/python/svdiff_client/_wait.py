@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -21,6 +22,9 @@ EVENT_TYPES = ("job", "message")
 # The stream broke (to resume, or poll), as opposed to a problem the caller must see.
 STREAM_BROKE = (httpx.TransportError, httpx.StreamError)
 J = TypeVar("J", bound=Job)
+
+
+OnUpdate = Callable[[Job], None]  # called with the job as it changes while waiting
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,14 @@ class WaitState(Generic[J]):
     """One wait: the deadline, the last job and event id seen, and whether the stream is still worth trying."""
 
     def __init__(
-        self, kind: str, job_id: str, cls: type[J], timeout: float | None, options: WaitOptions, raise_on_failure: bool
+        self,
+        kind: str,
+        job_id: str,
+        cls: type[J],
+        timeout: float | None,
+        options: WaitOptions,
+        raise_on_failure: bool,
+        on_update: OnUpdate | None = None,
     ) -> None:
         if kind not in KIND_PATHS:
             raise ValueError(f"cannot wait for a job of kind {kind!r}")
@@ -50,6 +61,8 @@ class WaitState(Generic[J]):
         self.path = f"/v1/{KIND_PATHS[kind]}/{job_id}"
         self.deadline = Deadline(timeout)
         self.raise_on_failure = raise_on_failure
+        self.on_update = on_update
+        self._reported: tuple[str, int, int | None] | None = None
         self.job: J | None = None
         self.last_event_id: str | None = None
         self.use_stream = options.use_stream
@@ -108,7 +121,15 @@ class WaitState(Generic[J]):
         except (ValueError, ModelValidationError):
             return None
         self.job, self.breaks = job, 0
+        self.report(job)
         return job
+
+    def report(self, job: Job) -> None:
+        """`on_update(job)` when its status, step or queue position changed since the last call."""
+        seen = (job.status, job.progress.step, job.queue_position)
+        if self.on_update is not None and seen != self._reported:
+            self._reported = seen
+            self.on_update(job)
 
     def broke(self) -> float:
         """The stream ended or broke before the terminal state: the delay before resuming it (or polling)."""

@@ -15,7 +15,7 @@ from svdiff_client import _endpoints as E
 from svdiff_client._base import Call, ClientConfig, Deadline, RetryPolicy, export_retry_delay, segment
 from svdiff_client._files import PhotoInput
 from svdiff_client._sse import SSEDecoder
-from svdiff_client._wait import STREAM_BROKE, WaitOptions, WaitState
+from svdiff_client._wait import STREAM_BROKE, OnUpdate, WaitOptions, WaitState
 from svdiff_client.errors import ApiConnectionError, WaitTimeout, error_from_response
 from svdiff_client.models import (
     AdminJob,
@@ -133,13 +133,28 @@ class Client:
         """The bytes behind a signed link (an image's, a photo's or a checkpoint's `url`)."""
         return self._send(E.download(url))
 
-    def wait(self, job: J, *, timeout: float | None = DEFAULT_WAIT_S, raise_on_failure: bool = True) -> J:
+    def wait(
+        self,
+        job: J,
+        *,
+        timeout: float | None = DEFAULT_WAIT_S,
+        raise_on_failure: bool = True,
+        on_update: OnUpdate | None = None,
+    ) -> J:
         """Wait for any job (training, generation or edit) to finish; see `Trainings.wait`."""
-        return self._wait(job.kind, job, type(job), timeout, raise_on_failure)
+        return self._wait(job.kind, job, type(job), timeout, raise_on_failure, on_update)
 
-    def _wait(self, kind: str, job: object, cls: type[J], timeout: float | None, raise_on_failure: bool) -> J:
+    def _wait(
+        self,
+        kind: str,
+        job: object,
+        cls: type[J],
+        timeout: float | None,
+        raise_on_failure: bool,
+        on_update: OnUpdate | None = None,
+    ) -> J:
         job_id = segment(job)
-        state = WaitState(kind, job_id, cls, timeout, self.wait_options, raise_on_failure)
+        state = WaitState(kind, job_id, cls, timeout, self.wait_options, raise_on_failure, on_update)
         if isinstance(job, cls) and job.done:
             return state.finish(job)
         while state.use_stream:
@@ -152,6 +167,7 @@ class Client:
         while True:
             final = self._send(E.job_get(state.path, cls))
             state.job = final
+            state.report(final)
             if final.done:
                 return state.finish(final)
             self._sleep(state.next_poll_delay())
@@ -286,11 +302,16 @@ class Trainings(_Jobs):
         return self._cancel(training, Training)
 
     def wait(
-        self, training: str | Training, *, timeout: float | None = DEFAULT_WAIT_S, raise_on_failure: bool = True
+        self,
+        training: str | Training,
+        *,
+        timeout: float | None = DEFAULT_WAIT_S,
+        raise_on_failure: bool = True,
+        on_update: OnUpdate | None = None,
     ) -> Training:
         """Follow the job's event stream (polling when there is none) until it succeeds, fails or is canceled.
         A failed job raises `JobFailed` (unless `raise_on_failure=False`); past `timeout` seconds, `WaitTimeout`."""
-        return self._client._wait(self.kind, training, Training, timeout, raise_on_failure)
+        return self._client._wait(self.kind, training, Training, timeout, raise_on_failure, on_update)
 
 
 class Generations(_Jobs):
@@ -328,10 +349,15 @@ class Generations(_Jobs):
         return self._cancel(generation, Generation)
 
     def wait(
-        self, generation: str | Generation, *, timeout: float | None = DEFAULT_WAIT_S, raise_on_failure: bool = True
+        self,
+        generation: str | Generation,
+        *,
+        timeout: float | None = DEFAULT_WAIT_S,
+        raise_on_failure: bool = True,
+        on_update: OnUpdate | None = None,
     ) -> Generation:
         """As `Trainings.wait`."""
-        return self._client._wait(self.kind, generation, Generation, timeout, raise_on_failure)
+        return self._client._wait(self.kind, generation, Generation, timeout, raise_on_failure, on_update)
 
     def download_images(self, generation: str | Generation) -> builtins.list[bytes]:
         """The bytes of each image, in order (a generation given by id is fetched first)."""
@@ -356,9 +382,16 @@ class Edits(_Jobs):
     def get(self, edit: str | Edit) -> Edit:
         return self._get(edit, Edit)
 
-    def wait(self, edit: str | Edit, *, timeout: float | None = DEFAULT_WAIT_S, raise_on_failure: bool = True) -> Edit:
+    def wait(
+        self,
+        edit: str | Edit,
+        *,
+        timeout: float | None = DEFAULT_WAIT_S,
+        raise_on_failure: bool = True,
+        on_update: OnUpdate | None = None,
+    ) -> Edit:
         """As `Trainings.wait`."""
-        return self._client._wait(self.kind, edit, Edit, timeout, raise_on_failure)
+        return self._client._wait(self.kind, edit, Edit, timeout, raise_on_failure, on_update)
 
     def download_images(self, edit: str | Edit) -> builtins.list[bytes]:
         job = edit if isinstance(edit, Edit) else self.get(edit)

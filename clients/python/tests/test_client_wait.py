@@ -202,3 +202,22 @@ def test_async_failed_and_timeout(api: MockApi) -> None:
                 await client.trainings.wait("job-1", timeout=0.2)
 
     asyncio.run(run())
+
+
+def test_on_update_sees_each_change_once_from_the_stream(api: MockApi) -> None:
+    chunks = [sse_event(job_json(), "e1"), PING, sse_event(progress(5), "e2"), sse_event(progress(5), "e2b"),
+              sse_event(progress(10, "succeeded"), "e3")]  # fmt: skip
+    api.on("GET", EVENTS, stream(chunks))
+    seen: list[tuple[str, int]] = []
+    with api.client() as client:
+        client.trainings.wait("job-1", on_update=lambda job: seen.append((job.status, job.progress.step)))
+    assert seen == [("queued", 0), ("running", 5), ("succeeded", 10)]
+
+
+def test_on_update_sees_polled_changes_too(api: MockApi) -> None:
+    api.on("GET", EVENTS, problem(404))
+    api.on("GET", GET, json_response(progress(2)), json_response(progress(2)), json_response(progress(10, "succeeded")))
+    seen: list[int] = []
+    with api.client([]) as client:
+        client.trainings.wait("job-1", on_update=lambda job: seen.append(job.progress.step))
+    assert seen == [2, 10]
