@@ -81,6 +81,8 @@ def security_headers(settings: Settings) -> dict[str, str]:
 def _enabled(settings: Settings) -> None:
     if not settings.web_app_enabled:
         raise NotFound("The web app is off here (SVDIFF_WEB_APP=true turns it on).")
+    if not INDEX.is_file():  # an installation without the package's data files
+        raise NotFound("The web app's files are not installed with this copy of the service.")
 
 
 @router.get("/")

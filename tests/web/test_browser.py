@@ -409,3 +409,30 @@ def test_a_phone_sized_screen(phone: Watched, service: Service, screenshots: Pat
     shoot(page, screenshots, "14-phone-admin")
     assert api.delete(f"/v1/subjects/{subject['id']}").status_code == 204
     phone.assert_clean()
+
+
+def test_progress_falls_back_to_polling_without_the_events_stream(desktop: Watched, service: Service) -> None:
+    """A service without the events route (404, as before API v1.1): the app polls the job every 2 s instead."""
+    page, api = desktop.page, service.api()
+    asked: list[str] = []
+
+    def no_stream(route: Any) -> None:
+        asked.append(route.request.url)
+        problem = {"type": "about:blank", "title": "Not found", "status": 404, "detail": "No such route."}
+        route.fulfill(status=404, content_type="application/problem+json", body=json.dumps(problem))
+
+    page.route("**/v1/trainings/*/events", no_stream)
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in photos("yellow-striped-circle")]
+    subject = api.post("/v1/subjects", data={"name": "Polled circle", "class_word": "circle"}, files=files).json()
+    sign_in(page, service)
+    page.goto(f"{service.url}/#/subjects/{subject['id']}")
+    page.get_by_label("Steps", exact=True).fill("30")
+    page.get_by_role("button", name="Start training").click()
+    job = page.locator("#training .job")
+    expect(job).to_have_attribute("data-source", "polling")
+    expect(job.locator(".job-detail")).to_contain_text("updated every 2 s")
+    expect(job).to_have_attribute("data-status", "succeeded", timeout=120_000)
+    assert asked and all(url.endswith("/events") for url in asked)  # the stream was tried first
+    expect(page.get_by_role("link", name="Download shifts (.safetensors)")).to_be_visible()
+    assert api.delete(f"/v1/subjects/{subject['id']}").status_code == 204
+    desktop.assert_clean()

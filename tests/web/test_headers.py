@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.web import HERE, STATIC, content_security_policy, storage_origins
 from core.settings import Settings
-from tests.web.conftest import Service
+from tests.web.conftest import Service, Watched, needs_browser
 
 STRICT = {
     "default-src": ["'none'"],
@@ -119,3 +119,27 @@ def test_a_service_with_the_app_off_answers_404_for_it(tmp_path: Path) -> None:
         assert off.get(path).status_code == 404, path
         assert on.get(path).status_code == 200, path
     assert off.get("/").headers["content-type"].startswith("application/problem+json")
+
+
+@needs_browser
+def test_the_browser_enforces_the_policy(desktop: Watched, service: Service) -> None:
+    """What the policy forbids is blocked in the browser, and the tests' watcher sees each violation (so the flow
+    tests' "no violations" can fail)."""
+    page = desktop.page
+    page.goto(f"{service.url}/")
+    page.get_by_role("heading", name="Sign in", level=1).wait_for()
+    page.evaluate("""() => {
+        const styled = document.createElement("p");
+        styled.setAttribute("style", "color: red");
+        document.body.append(styled);
+        const script = document.createElement("script");
+        script.textContent = "window.injected = true";
+        document.body.append(script);
+        const image = document.createElement("img");
+        image.src = "https://images.example.com/x.png";
+        document.body.append(image);
+    }""")  # fmt: skip
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.injected") is None
+    blocked = " ".join(desktop.csp_violations)
+    assert "style-src" in blocked and "script-src" in blocked and "img-src" in blocked, desktop.csp_violations
