@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from demo.client import ApiError
+from svdiff_client import SvdiffError
+
 from demo.run import DemoOptions, run_demo
 from demo.server import ROOT, ServerFailed
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         result = run_demo(options)
-    except (ApiError, ServerFailed, RuntimeError, TimeoutError, FileNotFoundError, FileExistsError) as exc:
+    except (SvdiffError, ServerFailed, RuntimeError, TimeoutError, FileNotFoundError, FileExistsError) as exc:
         print(f"demo: failed: {exc}", file=sys.stderr)
         return 1
     print(f"demo: finished in {time.monotonic() - started:.0f} s")

@@ -7,15 +7,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from PIL import Image
+from svdiff_client import Client
 
 from basemodel import world
 from basemodel.subjects import EXAMPLE_SUBJECTS, SUBJECTS
 from basemodel.vocab import BACKGROUNDS, IDENTIFIER_CUES, RESERVED_TOKENS, SINGLE_POSITIONS, WORLD_WORDS
-from demo.client import Client
 from demo.run import DemoOptions, prepare_folders, request_generations
 from demo.scenes import find_examples, pair_prompt, scene_prompts
 
@@ -80,28 +81,30 @@ def test_prompts_are_world_captions_naming_the_subject_by_identifier_and_class_w
     assert expected == "a photo of a sks diamond on the left and a zwx cross on the right, on a grass background"
 
 
-class RecordingClient:
-    """Answers each job-creating POST with a new id and keeps the bodies."""
+class RecordingGenerations:
+    """Answers each generation the demo asks for with a new id and keeps what it asked."""
 
     def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
+        self.asked: list[tuple[str, list[str], dict[str, Any]]] = []
 
-    def post(self, path: str, body: dict[str, Any] | None = None, *, job: bool = False) -> dict[str, Any]:
-        self.bodies.append(body or {})
-        return {"id": f"gen-{len(self.bodies)}"}
+    def create(self, prompt: str, checkpoints: list[str], **options: Any) -> SimpleNamespace:
+        self.asked.append((prompt, checkpoints, options))
+        return SimpleNamespace(id=f"gen-{len(self.asked)}")
 
 
 def test_each_generation_knows_the_one_subject_it_shows_and_the_pair_none(tmp_path: Path) -> None:
-    trained = [({"name": name, "token": token, "class_word": SUBJECTS[name].class_word}, {"checkpoint_id": token})
+    trained = [(SimpleNamespace(name=name, token=token, class_word=SUBJECTS[name].class_word),
+                SimpleNamespace(checkpoint_id=token))
                for name, token in zip(EXAMPLE_SUBJECTS, ("sks", "zwx", "qlt"), strict=True)]  # fmt: skip
-    client = RecordingClient()
+    client = SimpleNamespace(generations=RecordingGenerations())
     options = DemoOptions(examples=ROOT / "examples", out=tmp_path, data_dir=tmp_path, prompts_per_subject=2)
-    requested = request_generations(cast(Client, client), options, trained)
+    requested = request_generations(cast(Client, client), options, cast(Any, trained))
     assert [r.subject for r in requested] == [name for name in EXAMPLE_SUBJECTS for _ in range(2)] + [None]
-    for r, body in zip(requested, client.bodies, strict=True):
-        assert len(body["checkpoints"]) == (2 if r.subject is None else 1)
-        assert r.subject is None or f" {SUBJECTS[r.subject].class_word} " in body["prompt"]
-    assert [r.job["id"] for r in requested] == [f"gen-{i + 1}" for i in range(len(requested))]
+    for r, (prompt, checkpoints, asked) in zip(requested, client.generations.asked, strict=True):
+        assert len(checkpoints) == (2 if r.subject is None else 1)
+        assert r.subject is None or f" {SUBJECTS[r.subject].class_word} " in prompt
+        assert asked["num_images"] == options.images_per_prompt and asked["steps"] == options.sample_steps
+    assert [r.job.id for r in requested] == [f"gen-{i + 1}" for i in range(len(requested))]
 
 
 def test_the_demo_wipes_only_its_own_data_folder(tmp_path: Path) -> None:
