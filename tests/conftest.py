@@ -4,6 +4,7 @@ the tests that ask for them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -221,3 +222,32 @@ def drop_waiting_jobs(runtime: Any, *queues: str) -> None:
     with session_scope(runtime.sessions) as session:
         waiting = (Job.queue.in_(queues), Job.status == QUEUED)
         session.execute(update(Job).where(*waiting).values(status=CANCELED, finished_at=utcnow()))
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """`app` on a real uvicorn server on a loopback port, in a thread of this process; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_api(app: Any, client: httpx.Client) -> Iterator[str]:
+    """The test API over real HTTP (live event streams, SDK clients), beside the in-process `client`."""
+    with serving(app) as url:
+        yield url

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from models import Generation
-from tests.conftest import auth, drop_waiting_jobs, free_port, make_user
+from tests.conftest import auth, drop_waiting_jobs, make_user, serving
 from tests.worker.fake_method import FakeMethod
 from worker.lifecycle import run_job
 from worker.tasks.inference import generate_work
@@ -23,24 +23,12 @@ from worker.tasks.inference import generate_work
 @pytest.fixture(scope="module")
 def live(runtime: Any) -> Iterator[str]:
     """The API on a loopback port, with short heartbeats and at most two streams per user."""
-    import uvicorn
-
     from api.app import create_app
 
     quick = runtime.settings.model_copy(update={"events_heartbeat_seconds": 0.3, "max_event_streams_per_user": 2,
                                                 "events_min_interval_seconds": 0.05})  # fmt: skip
-    app = create_app(dataclasses.replace(runtime, settings=quick))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(dataclasses.replace(runtime, settings=quick))) as url:
+        yield url
 
 
 def events(lines: Iterator[str], until: float = 30.0) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
