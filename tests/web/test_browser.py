@@ -401,7 +401,19 @@ def test_a_phone_sized_screen(phone: Watched, service: Service, screenshots: Pat
     page.goto(card_link)
     expect(page.get_by_role("heading", name="Circle on a phone", level=1)).to_be_visible()
     fits()
-    shoot(page, screenshots, "13-phone-subject")
+    page.get_by_label("Steps", exact=True).fill("5000")  # far longer than the test: it is canceled
+    page.get_by_role("button", name="Start training").click()
+    job = page.locator("#training .job")
+    page.wait_for_function("() => Number(document.querySelector('#training .job')?.dataset.step) > 0",
+                           timeout=120_000)  # fmt: skip
+    fits()
+    shoot(page, screenshots, "13-phone-subject-training")
+    page.get_by_role("button", name="Cancel training").click()
+    expect(job).to_have_attribute("data-status", "canceled", timeout=60_000)
+    expect(job.locator(".job-status")).to_have_text("Training: Canceled")
+    expect(page.get_by_role("button", name="Start training")).to_be_enabled()
+    (training,) = [t for t in api.get("/v1/trainings").json()["data"] if subject["id"] in t["subject_ids"]]
+    assert training["status"] == "canceled" and training["progress"]["step"] < 5000
     page.get_by_role("link", name="Admin").click()
     expect(page.get_by_role("heading", name="Admin", level=1)).to_be_visible()
     expect(page.locator("#admin-subjects tbody tr").first).to_be_visible()
