@@ -118,14 +118,15 @@ class Presenter:
         return int(self.session.scalar(select(func.count(Job.id)).where(ahead_of(job))) or 0)
 
     def eta_seconds(self, job: Job, position: int | None) -> float | None:
-        """Running: the remaining steps at this job's own pace. Queued: its place in line over the queue's
-        measured throughput (`core.throughput`)."""
+        """Running: the remaining steps at the pace since this attempt's first step (loading the model and making
+        class images are not steps). Queued: its place in line over the queue's measured throughput
+        (`core.throughput`)."""
         if position is not None:
             return THROUGHPUT.queued_eta(self.session, job.queue, position)
-        if job.status != RUNNING or job.started_at is None or job.progress_step <= 0 or not job.progress_total:
+        stepped = job.progress_step - job.pace_from_step
+        if job.status != RUNNING or job.pace_from_at is None or stepped <= 0 or not job.progress_total:
             return None
-        elapsed = (utcnow() - job.started_at).total_seconds()
-        per_step = elapsed / job.progress_step
+        per_step = (utcnow() - job.pace_from_at).total_seconds() / stepped
         return round(per_step * max(job.progress_total - job.progress_step, 0), 1)
 
     def _common(self, job: Job) -> dict[str, Any]:

@@ -50,6 +50,9 @@ class Job(IdMixin, CreatedMixin, Base):
 
     progress_step: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    # The first step this attempt reported, and when: the running ETA's pace, without the attempt's preparation.
+    pace_from_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pace_from_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error_type: Mapped[str | None] = mapped_column(String(100))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -101,6 +101,7 @@ def _take(session: Session, runtime: Runtime, job: Job, worker: str) -> Job | No
         fail(session, runtime, job, "TooManyAttempts", f"gave up after {settings.max_job_attempts} attempts")
         return None
     job.worker_id, job.heartbeat_at = worker, utcnow()
+    job.pace_from_at, job.pace_from_step = None, 0  # this attempt's pace starts at its own first step
     if job.status == QUEUED:
         change_status(session, runtime, job, RUNNING)
     return job
@@ -145,9 +146,14 @@ class Progress:
     def _write(self, step: int, total: int) -> None:
         with session_scope(self.runtime.sessions) as session:
             mine = (Job.id == self.job_id, Job.worker_id == self.worker, Job.status == RUNNING)
+            now, first = utcnow(), Job.pace_from_at.is_(None)
             done = session.execute(
-                update(Job).where(*mine).values(progress_step=step, progress_total=total, heartbeat_at=utcnow())
-            )
+                update(Job).where(*mine).values(
+                    progress_step=step, progress_total=total, heartbeat_at=now,
+                    pace_from_at=func.coalesce(Job.pace_from_at, now),
+                    pace_from_step=case((first, step), else_=Job.pace_from_step),
+                )
+            )  # fmt: skip
             if getattr(done, "rowcount", 1) == 0:
                 self.lost = True
                 return
