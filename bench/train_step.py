@@ -1,7 +1,9 @@
-"""`make bench-train`: median training-step time of LoRA, full fine-tuning, naive shifts and ours, side by side.
+"""`make bench-train`: median training-step time of LoRA, full fine-tuning, naive shifts and ours, side by side,
+and the physical floor: the frozen base's forward and backward to its inputs with nothing trainable (any method
+that trains inside the network pays at least that).
 
-All four train the same SD-shaped UNet (random weights) on the same inputs in one process; the methods take turns
-step by step, so a busy machine slows all of them alike. Prints a table and, last, the ratios line.
+All train the same SD-shaped UNet (random weights) on the same inputs in one process; the methods take turns step
+by step, so a busy machine slows all of them alike. Prints a table and, last, the ratios line.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from bench.architectures import cpu_bench_unet, sd15_unet
 from bench.naive import attach_naive
 from svdiff import attach
 
+FLOOR = "floor (frozen, grad to inputs)"
+
 
 @dataclass
 class Method:
     name: str
     unet: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | None  # None: the floor, which updates nothing
     trainable: int
     times: list[float]
 
@@ -44,6 +48,10 @@ def _build(name: str, factory: Callable[[], nn.Module], device: str, cache: str)
     elif name == "naive shifts":
         unet.requires_grad_(False)
         params = attach_naive(unet)
+    elif name == FLOOR:
+        unet.requires_grad_(False)
+        unet.train()
+        return Method(name, unet, None, 0, [])
     else:
         unet.requires_grad_(False)
         params = list(attach({"unet": unet}, cache=cache).parameters())
@@ -54,12 +62,15 @@ def _build(name: str, factory: Callable[[], nn.Module], device: str, cache: str)
 
 def _step(method: Method, inputs: tuple[torch.Tensor, ...], autocast: bool) -> None:
     sample, timesteps, context, target = inputs
+    if method.optimizer is None:  # the floor: the backward pass runs through every layer to the inputs
+        sample = sample.detach().requires_grad_(True)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
         prediction = method.unet(sample, timesteps, context).sample
     loss = F.mse_loss(prediction.float(), target)
     loss.backward()
-    method.optimizer.step()
-    method.optimizer.zero_grad(set_to_none=True)
+    if method.optimizer is not None:
+        method.optimizer.step()
+        method.optimizer.zero_grad(set_to_none=True)
 
 
 def _timed(method: Method, inputs: tuple[torch.Tensor, ...], device: str, autocast: bool) -> float:
@@ -92,7 +103,7 @@ def main() -> None:
         torch.randn(args.batch, 77, 768, generator=generator),
         torch.randn(args.batch, 4, latent, latent, generator=generator),
     ))
-    names = ["lora r4 (attn)", "full fine-tuning", "naive shifts", "ours (svdiff)"]
+    names = [FLOOR, "lora r4 (attn)", "full fine-tuning", "naive shifts", "ours (svdiff)"]
     with tempfile.TemporaryDirectory() as cache:
         methods = [_build(name, factory, device, cache) for name in names]
         for _ in range(args.warmup):
@@ -105,12 +116,14 @@ def main() -> None:
     lora = median["lora r4 (attn)"]
     where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"model={args.model} latents={latent}x{latent} batch={args.batch} steps={args.steps} on {where}")
-    print("| method | trainable values | median step (s) | vs LoRA |\n| --- | ---: | ---: | ---: |")
+    floor = median[FLOOR]
+    print("| method | trainable values | median step (s) | vs LoRA | vs floor |\n| --- | ---: | ---: | ---: | ---: |")
     for m in methods:
-        print(f"| {m.name} | {m.trainable:,} | {median[m.name]:.4f} | {median[m.name] / lora:.2f}x |")
+        print(f"| {m.name} | {m.trainable:,} | {median[m.name]:.4f} | {median[m.name] / lora:.2f}x "
+              f"| {median[m.name] / floor:.2f}x |")
     ours = median["ours (svdiff)"]
-    print(f"train-step: ours/lora={ours / lora:.2f} naive/ours={median['naive shifts'] / ours:.2f} "
-          f"full/ours={median['full fine-tuning'] / ours:.2f}")
+    print(f"train-step: ours/floor={ours / floor:.2f} ours/lora={ours / lora:.2f} "
+          f"naive/ours={median['naive shifts'] / ours:.2f} full/ours={median['full fine-tuning'] / ours:.2f}")
 
 
 if __name__ == "__main__":
