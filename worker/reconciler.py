@@ -26,6 +26,7 @@ from core.celery_app import DELIVER_WEBHOOK, send
 from core.db import after_commit, session_scope
 from core.fairness import FAIR_ORDER
 from core.jobs import change_status, enqueue_job, fail
+from core.queue_depth import queue_length
 from core.runtime import Runtime
 from models import QUEUED, RUNNING, IdempotencyRecord, Job, WebhookDelivery, utcnow
 from models.webhook import PENDING
@@ -62,30 +63,6 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
     if any(counts.values()):
         log.info("reconciled: %s", counts)
     return counts
-
-
-def queue_length(runtime: Runtime, queue: str) -> int | None:
-    """Messages waiting in the broker's queue, or None when the broker does not say (then nothing is resent on
-    the strength of an empty queue)."""
-    from kombu.exceptions import ChannelError
-
-    try:
-        with runtime.celery.connection_for_read() as connection:
-            channel = connection.default_channel
-            if hasattr(channel, "priority_steps") and hasattr(channel, "client"):
-                # Redis: kombu's own count misses the keys under a global_keyprefix, so LLEN each priority's list
-                # through the channel's (prefixing) client.
-                lists = {channel._q_for_pri(queue, step) for step in channel.priority_steps}
-                return sum(int(channel.client.llen(name) or 0) for name in lists)
-            return int(channel.queue_declare(queue=queue, passive=True).message_count)
-    except ChannelError as exc:  # Redis keeps no key for an empty list: the broker answered "no such queue"
-        if "NOT_FOUND" in str(exc):
-            return 0
-        log.warning("queue length of %s unknown: %s", queue, exc)
-        return None
-    except Exception as exc:
-        log.warning("queue length of %s unknown: %s", queue, exc)
-        return None
 
 
 def _resend_lost_messages(session: Session, runtime: Runtime, before: datetime) -> int:
