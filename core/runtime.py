@@ -30,7 +30,7 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, celery: Celery | None = None, storage: Storage | None = None) -> Runtime:
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, settings.db_pool_size, settings.db_max_overflow)
     return Runtime(
         settings=settings,
         engine=engine,

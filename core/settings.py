@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     secret_key: str = DEV_SECRET_KEY  # signs local download links
     data_dir: Path = Path("var")
     database_url: str | None = None  # default: sqlite:///<data_dir>/svdiff.db
+    # Connections each process may hold (PostgreSQL): pool_size kept open, max_overflow more under load. Every
+    # API process and worker process has its own pool: their sum must stay below max_connections.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
     broker_url: str = "memory://"
     bootstrap_admin_key: str | None = Field(default=None, min_length=32)
 
