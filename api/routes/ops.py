@@ -58,7 +58,7 @@ async def readyz(request: Request, runtime: RuntimeDep) -> Response:
 def metrics(request: Request) -> Response:
     """Prometheus text format, behind `SVDIFF_METRICS_TOKEN` when set (in production only then)."""
     settings = request.app.state.runtime.settings
-    token = settings.metrics_token
+    token = settings.metrics_token or None  # an empty SVDIFF_METRICS_TOKEN (compose's default) is no token
     if token is None and settings.environment == "production":
         raise NotFound("Metrics are off: set SVDIFF_METRICS_TOKEN to serve them.")
     given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()

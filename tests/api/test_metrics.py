@@ -3,6 +3,7 @@ worker liveness; read through a per-process cache, and still a 200 when the brok
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -136,3 +137,12 @@ def test_a_dependency_that_does_not_answer_drops_its_series_not_the_scrape(
     source = "broker" if "broker_url" in broken else "database"
     assert f'svdiff_metrics_source_up{{source="{source}"}} 0.0' in response.text
     assert any(record.levelno == logging.WARNING and source in record.getMessage() for record in caplog.records)
+
+
+def test_an_empty_metrics_token_is_no_token(runtime: Any) -> None:
+    """docker-compose passes `SVDIFF_METRICS_TOKEN=` when none is set: production must keep /metrics off, not
+    serve it to an empty bearer."""
+    settings = runtime.settings.model_copy(update={"environment": "production", "metrics_token": ""})
+    api = TestClient(create_app(dataclasses.replace(runtime, settings=settings)))
+    assert api.get("/metrics").status_code == 404
+    assert api.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 404

@@ -24,7 +24,9 @@ from tests.conftest import ROOT, auth, drop_waiting_jobs, free_port, make_user, 
 APP = "tests.worker.fake_worker_app"
 WORKERS = ("scale-a", "scale-b")
 STEPS = 6  # each step sleeps FAKE_STEP_SECONDS: a job lasts long enough for the other worker to take the next one
-WORKER_ENV = {"FAKE_STEP_SECONDS": "0.15"}
+# the pools docker-compose.yml gives each process (README "Scale-out")
+WORKER_ENV = {"FAKE_STEP_SECONDS": "0.15", "SVDIFF_DB_POOL_SIZE": "1", "SVDIFF_DB_MAX_OVERFLOW": "2"}
+API_ENV = {"SVDIFF_DB_POOL_SIZE": "5", "SVDIFF_DB_MAX_OVERFLOW": "15"}
 TRAININGS, GENERATIONS, IMAGES = 4, 6, 2
 
 
@@ -41,7 +43,7 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 def api_process(service_env: dict[str, str], name: str) -> Iterator[str]:
     """`uvicorn api.app:create_app --factory` in its own process, as a replica runs; yields its base URL."""
     port = free_port()
-    env = {**os.environ, **service_env, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **service_env, **API_ENV, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port",
            str(port), "--log-level", "warning"]  # fmt: skip
     log = open(Path(service_env["SVDIFF_DATA_DIR"]) / f"{name}.log", "ab")  # noqa: SIM115
