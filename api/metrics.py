@@ -15,12 +15,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Executable, func, or_, select
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -63,7 +63,7 @@ class JobSnapshot:
     workers_seen: dict[str, int]  # queue -> workers that beat for one of its jobs within WORKERS_SEEN_SECONDS
 
 
-def job_queries() -> tuple[Select[Any], ...]:
+def job_queries() -> tuple[Executable, ...]:
     """Grouped reads over indexed columns: counts by status, oldest queued, heartbeats, workers seen."""
     since = utcnow() - timedelta(seconds=WORKERS_SEEN_SECONDS)
     holder = Job.worker_id.is_not(None)
