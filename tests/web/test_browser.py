@@ -155,8 +155,8 @@ def train_in_the_app(page: Any, screenshots: Path, service: Service) -> None:
     page.wait_for_function("""() => {
         const job = document.querySelector('#training .job');
         return job && job.dataset.status === 'running' && Number(job.dataset.step) > 0
-            && Number(job.dataset.step) < 80;
-    }""", timeout=120_000)  # fmt: skip
+            && Number(job.dataset.step) < 80 && job.textContent.includes('left');
+    }""", timeout=120_000)  # fmt: skip  (the ETA comes with the second progress write: a pace needs two steps)
     detail = job.locator(".job-detail").inner_text()
     bar = job.locator("progress")
     assert bar.evaluate("p => p.max") == 80 and 0 < bar.evaluate("p => p.value") < 80
