@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: int = Field(default=600, ge=5)
     requeue_after_seconds: int = Field(default=900, ge=5)
     reconcile_every_seconds: float = Field(default=60.0, gt=0)
-    broker_visibility_timeout: int = Field(default=6 * 3600, ge=10)  # above the longest task
+    broker_visibility_timeout: int = Field(default=7 * 3600, ge=10)  # above the longest task's hard time limit
     broker_transport_options: dict[str, Any] = Field(default_factory=dict)  # extra kombu options (JSON)
     progress_interval_seconds: float = 1.0
     # Queued and running jobs per user and queue: past it, a create is a 429 naming the limit.

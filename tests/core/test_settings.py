@@ -110,3 +110,13 @@ def test_training_defaults_are_the_bundled_models_recipe_and_the_papers_elsewher
     assert (sd.default_training_steps, sd.default_learning_rate, sd.prompt_templates) == (400, 1e-3, ())
     monkeypatch.setenv("SVDIFF_DEFAULT_LEARNING_RATE", "5e-4")
     assert Settings(_env_file=None).default_learning_rate == 5e-4  # type: ignore[call-arg]
+
+
+def test_by_default_no_running_task_outlives_its_message() -> None:
+    """Redis hands an unacknowledged message to another worker after the visibility timeout: by default that is
+    later than any task's hard time limit (the soft limit plus a minute)."""
+    from core.celery_app import time_limits
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    hard = max(limit["time_limit"] for limit in time_limits(settings).values())
+    assert settings.broker_visibility_timeout > hard
