@@ -4,23 +4,25 @@ A user's first waiting job joins the round at the head of the queue, their secon
 within a round jobs keep the order they came in. So one user's hundred queued jobs interleave with everyone
 else's instead of running before them. Workers claim the queued job that comes first in this order (the
 broker's messages only say "a job is waiting on this queue"), and a job's queue position counts the jobs before
-it in the same order.
+it in the same order (`core.positions`, from per-round counters).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from core import positions
 from models import QUEUED, RUNNING, Job
 
 FAIR_ORDER = (Job.fair_round, Job.created_at, Job.id)
 
 
 def assign_round(session: Session, job: Job) -> None:
-    """The round of a job entering its queue: the head round, or the one after the user's last waiting job."""
+    """The round of a job entering its queue (the head round, or the one after the user's last waiting job), and
+    its turn in that round."""
     waiting = (Job.queue == job.queue, Job.status == QUEUED, Job.id != job.id)
     head = session.scalar(select(func.min(Job.fair_round)).where(*waiting))
     if head is None:  # nothing waits: start at the round of what runs now, so requeued jobs stay first
@@ -28,6 +30,7 @@ def assign_round(session: Session, job: Job) -> None:
     own = session.scalar(select(func.max(Job.fair_round)).where(*waiting, Job.user_id == job.user_id))
     base = int(head or 0)
     job.fair_round = base if own is None else max(base, int(own) + 1)
+    job.round_seq = positions.join(session, job.queue, job.fair_round)
 
 
 def next_in_line(queue: str) -> Select[Any]:
@@ -39,9 +42,3 @@ def next_in_line(queue: str) -> Select[Any]:
         .limit(1)
         .with_for_update(skip_locked=True)
     )
-
-
-def ahead_of(job: Job) -> ColumnElement[bool]:
-    """Queued jobs of the same queue that come before `job`."""
-    key = tuple_(*FAIR_ORDER) < tuple_(job.fair_round, job.created_at, job.id)
-    return (Job.queue == job.queue) & (Job.status == QUEUED) & key

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core import positions
 from core.celery_app import DELIVER_WEBHOOK, TASK_OF_KIND, send
 from core.db import after_commit
 from core.events import job_channel, queue_channel
@@ -38,6 +39,10 @@ def change_status(
     if status not in ALLOWED.get(job.status, set()):
         raise InvalidTransition(f"{job.kind} {job.id}: {job.status} -> {status}")
     announce(session, runtime, job, queue_moved=QUEUED in (job.status, status))
+    if job.status == QUEUED:
+        positions.depart(session, job.queue, job.fair_round)
+    elif status == QUEUED:  # taken back from a lost worker: its old turn, ahead of the jobs that joined since
+        positions.rejoin(session, job)
     now = utcnow()
     job.status = status
     if status == RUNNING:

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.fairness import ahead_of
 from core.generation_options import format_of_key
+from core.positions import Positions
 from core.settings import Settings
 from core.storage import Storage
 from core.throughput import THROUGHPUT
@@ -108,14 +108,13 @@ class Presenter:
         self.session = session
         self.storage = storage
         self.expiry = settings.presign_expiry_seconds
+        self.positions = Positions(session)
 
     def _url(self, key: str, filename: str | None = None) -> str:
         return self.storage.presigned_url(key, self.expiry, filename)
 
     def queue_position(self, job: Job) -> int | None:
-        if job.status != QUEUED:
-            return None
-        return int(self.session.scalar(select(func.count(Job.id)).where(ahead_of(job))) or 0)
+        return self.positions.of(job) if job.status == QUEUED else None
 
     def eta_seconds(self, job: Job, position: int | None) -> float | None:
         """Running: the remaining steps at the pace since this attempt's first step (loading the model and making

@@ -21,6 +21,7 @@ from models.job import (
     training_subjects,
 )
 from models.outbox import BlobDeletion
+from models.queue_round import QueueRound
 from models.subject import Photo, Subject
 from models.user import ApiKey, User
 from models.webhook import IdempotencyRecord, WebhookDelivery
@@ -46,6 +47,7 @@ __all__ = [
     "Job",
     "JobImage",
     "Photo",
+    "QueueRound",
     "Subject",
     "Training",
     "User",

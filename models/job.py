@@ -63,6 +63,7 @@ class Job(IdMixin, CreatedMixin, Base):
     enqueued_at: Mapped[datetime | None]
     # Round-robin across users: a user's n-th waiting job runs in the n-th round from the head of the queue.
     fair_round: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    round_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # its turn within the round
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

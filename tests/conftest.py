@@ -213,6 +213,7 @@ def drop_waiting_jobs(runtime: Any, *queues: str) -> None:
     claim the first queued job in the fair order, so a worker a test starts must find only that test's jobs."""
     from sqlalchemy import update
 
+    from core import positions
     from core.db import session_scope
     from models import CANCELED, QUEUED, Job, utcnow
 
@@ -222,6 +223,8 @@ def drop_waiting_jobs(runtime: Any, *queues: str) -> None:
     with session_scope(runtime.sessions) as session:
         waiting = (Job.queue.in_(queues), Job.status == QUEUED)
         session.execute(update(Job).where(*waiting).values(status=CANCELED, finished_at=utcnow()))
+    with session_scope(runtime.sessions) as session:  # the bulk change bypassed the position counters
+        positions.repair(session)
 
 
 @contextlib.contextmanager

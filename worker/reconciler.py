@@ -9,7 +9,8 @@
   queue, or fails once its attempts are spent;
 - a pending webhook delivery not attempted when due is sent again;
 - idempotency records older than a day are dropped;
-- storage deletions left in the outbox (storage was down when their rows were deleted) are finished.
+- storage deletions left in the outbox (storage was down when their rows were deleted) are finished;
+- the queue-position counters are recounted from the queued jobs (`core.positions.repair`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from functools import partial
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from core import outbox
+from core import outbox, positions
 from core.celery_app import DELIVER_WEBHOOK, send
 from core.db import after_commit, session_scope
 from core.fairness import FAIR_ORDER
@@ -40,7 +41,8 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
     now = utcnow()
     requeue_before = now - timedelta(seconds=settings.requeue_after_seconds)
     silent_before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
-    counts = {"resent": 0, "requeued": 0, "failed": 0, "webhooks": 0, "idempotency_purged": 0, "blobs_deleted": 0}
+    counts = {"resent": 0, "requeued": 0, "failed": 0, "webhooks": 0, "idempotency_purged": 0, "blobs_deleted": 0,
+              "positions_repaired": 0}
     with session_scope(runtime.sessions) as session:
         counts["resent"] = _resend_lost_messages(session, runtime, requeue_before)
         silent = session.scalars(
@@ -59,6 +61,8 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
         expired = IdempotencyRecord.created_at < now - timedelta(days=1)
         purged = session.execute(delete(IdempotencyRecord).where(expired))
         counts["idempotency_purged"] = int(getattr(purged, "rowcount", 0) or 0)
+    with session_scope(runtime.sessions) as session:  # its own short transaction: it locks the round counters
+        counts["positions_repaired"] = positions.repair(session)
     counts["blobs_deleted"] = outbox.purge(runtime)
     if any(counts.values()):
         log.info("reconciled: %s", counts)

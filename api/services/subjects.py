@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from api.images import check_image, clean_image
 from api.uploads import UploadedFile
-from core import keys, outbox
+from core import keys, outbox, positions
 from core.db import on_rollback, savepoint
 from core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from core.runtime import Runtime
@@ -152,6 +152,7 @@ def delete_subject(session: Session, runtime: Runtime, subject: Subject) -> None
     prefixes = [keys.subject_prefix(subject.user_id, subject.id)]
     prefixes += [keys.checkpoint_prefix(c.user_id, c.id) for c in checkpoints]
     prefixes += [keys.training_state(t) for t in training_ids]
+    positions.depart_all(session, list(training_ids))  # queued ones leave their rounds
     session.execute(delete(Job).where(Job.id.in_(training_ids)))  # checkpoints go with them (FK cascade)
     session.execute(delete(Subject).where(Subject.id == subject.id))  # photos go with it
     session.expunge(subject)
