@@ -15,6 +15,7 @@ from diffusers import AutoencoderKL
 from basemodel import world
 from basemodel.data import to_tensor
 from basemodel.reader import HEADS, AttributeReader, scene_labels
+from basemodel.refine_decoder import round_trips
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,7 @@ def evaluate(
     """Per-head accuracy on fresh renders whose ids no training batch used (with `vae`: on their round trips)."""
     images, targets = labelled_batch(range(first_id, first_id + n_images))
     if vae is not None:
-        images = torch.cat([vae.decode(vae.encode(chunk).latent_dist.mean).sample.clamp(-1.0, 1.0)
-                            for chunk in images.split(64)])  # fmt: skip
+        images = round_trips(vae, images)
     logits = reader.eval()(images)
     accuracy = {}
     for name in HEADS:

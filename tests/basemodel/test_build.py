@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import AutoencoderKL, StableDiffusionPipeline
 
 from basemodel import BASE_MODEL_PATH, PRETRAINED_DIR, vocab
 from basemodel.build import DEFAULT_MINUTES, STAGES
@@ -25,10 +25,10 @@ OVERHEAD_MINUTES = 8.0
 
 
 def test_stage_budgets_fit_in_150_minutes() -> None:
-    """The reader's process runs beside the autoencoder's and the UNet's stages (joined after the UNet's), so the
-    build takes those two plus saving and choosing, as long as the reader ends first."""
+    """The decoder's and then the reader's stages run in their own process beside the UNet's (joined after it), so
+    the build takes the autoencoder's and the UNet's plus saving and choosing, as long as the side stages end first."""
     assert set(DEFAULT_MINUTES) == set(STAGES)
-    assert DEFAULT_MINUTES["reader"] <= DEFAULT_MINUTES["vae"] + DEFAULT_MINUTES["unet"]
+    assert DEFAULT_MINUTES["decoder"] + DEFAULT_MINUTES["reader"] <= DEFAULT_MINUTES["unet"]
     assert DEFAULT_MINUTES["vae"] + DEFAULT_MINUTES["unet"] + OVERHEAD_MINUTES <= 150.0
 
 
@@ -57,11 +57,13 @@ def test_prefetched_batches_equal_inline_ones() -> None:
 
 
 def test_a_tiny_build_makes_a_loadable_pipeline_and_reader(tmp_path: Path) -> None:
-    """Every stage for a few seconds, the reader's in its own process and the UNet's batches prefetched."""
+    """Every stage for a few seconds, the decoder's and the reader's in their own process and the UNet's batches
+    prefetched; the pipeline ships with the refined decoder and the UNet's autoencoder's encoder."""
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "basemodel.build", "--out", str(out), "--work-dir", str(tmp_path / "work"),
-         "--vae-minutes", "0.05", "--unet-minutes", "0.05", "--reader-minutes", "0.05", "--validation-prompts", "2"],
+         "--vae-minutes", "0.05", "--unet-minutes", "0.05", "--decoder-minutes", "0.05", "--reader-minutes", "0.05",
+         "--validation-prompts", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
@@ -71,8 +73,17 @@ def test_a_tiny_build_makes_a_loadable_pipeline_and_reader(tmp_path: Path) -> No
     scores = info["unet"]["validation"]["mean_attribute"]
     assert set(scores) == {"ema-0.999", "ema-0.995", "live"} and info["unet"]["chosen"] in scores
     assert scores[info["unet"]["chosen"]] == max(scores.values())
+    assert set(info["decoder"]["round_trip_mse"]) == {"before", "after"}
+    assert set(info["reader"]["round_trip_accuracy"]) == set(info["reader"]["accuracy"])
     pipeline = StableDiffusionPipeline.from_pretrained(out / "tiny-sd", dtype=torch.float32)
     assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
+    stage1 = AutoencoderKL.from_pretrained(tmp_path / "work" / "vae")
+    refined = AutoencoderKL.from_pretrained(tmp_path / "work" / "vae-refined")
+    shipped = pipeline.vae.state_dict()
+    for name, weight in refined.state_dict().items():  # fp16 on disk: equal to that precision
+        assert torch.allclose(shipped[name], weight.half().float()), name
+    first_encoder = stage1.encoder.state_dict()
+    assert all(torch.equal(weight, first_encoder[name]) for name, weight in refined.encoder.state_dict().items())
     (reading,) = load_reader(out / "reader").read([np.zeros((64, 64, 3), np.uint8)])
     assert reading.background in vocab.BACKGROUNDS
 
