@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from api import errors, web
 from api.guard import AuthFirst
-from api.metrics import Metrics
+from api.metrics import Metrics, MetricsMiddleware
 from api.query import EmptyQueryValuesAreAbsent
 from api.ratelimit import RateLimitMiddleware, make_rate_limits
 from api.routes import admin, checkpoints, events, files, jobs, ops, subjects, users
@@ -72,7 +72,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
         app.middleware("http")(RateLimitMiddleware(app.state.rate_limits, errors.service_error))
     app.add_middleware(AuthFirst, runtime=runtime, limits=app.state.rate_limits, render=errors.service_error)
     app.state.metrics = Metrics(runtime)
-    app.middleware("http")(app.state.metrics.middleware)  # added last, so outermost: it counts the 429s too
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # added last, so outermost: counts the 429s too
     errors.install(app)
     app.state.event_slots = events.StreamSlots()
     for module in (users, subjects, jobs, events, checkpoints, admin):

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.guard import STATE_USER_ID
 from core.accounts import user_for_key
-from core.db import session_scope
+from core.db import end_scope
 from core.errors import Forbidden, Unauthorized
 from core.runtime import Runtime
 from core.views import Presenter
 from models import User
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """Async, like every dependency that does no I/O: FastAPI runs a sync one in a worker thread (README "API
+    under load")."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -26,12 +30,25 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
     """One transaction per request, committed when the route returns (before the response is sent); services
     only flush. Tasks registered with `core.db.after_commit` are sent after the commit; actions registered with
-    `core.db.on_rollback` (removing blobs stored meanwhile) run if it rolls back."""
-    with session_scope(runtime.sessions) as session:
+    `core.db.on_rollback` (removing blobs stored meanwhile) run if it rolls back. Opening a session does no I/O
+    (it connects at its first query), so only the end, `core.db.end_scope`, goes to a worker thread."""
+    session = runtime.sessions()
+    try:
         yield session
+    except BaseException as exc:
+        await _end(session, exc)
+        raise
+    await _end(session, None)
+
+
+async def _end(session: Session, error: BaseException | None) -> None:
+    """As FastAPI ends a sync generator dependency: shielded from cancellation, and in a thread of its own limiter,
+    so that it never waits for the worker threads, which may all be waiting for a pooled connection it returns."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(end_scope, session, error, limiter=anyio.CapacityLimiter(1))
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -67,7 +84,7 @@ def get_admin(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(get_admin)]
 
 
-def get_presenter(session: SessionDep, runtime: RuntimeDep) -> Presenter:
+async def get_presenter(session: SessionDep, runtime: RuntimeDep) -> Presenter:
     return Presenter(session, runtime.storage, runtime.settings)
 
 

@@ -47,7 +47,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidInput("Invalid cursor.", errors=[{"field": "cursor", "detail": "not a cursor"}]) from exc
 
 
-def page_params(
+async def page_params(  # async: no I/O, so no worker thread (api.deps)
     limit: Annotated[int, Query(ge=1, le=100, description="Items per page (1-100).")] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> PageParams:
@@ -58,9 +58,11 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 
 
 def paginate(
-    session: Session, query: Select[Any], entity: Any, params: PageParams, render: Callable[[Any], Out]
-) -> Page[Out]:
-    """`query` selects `entity` rows; ordered newest first with `id` as tie-breaker."""
+    session: Session, query: Select[Any], entity: Any, params: PageParams, render: Callable[[Any], Out],
+    prefetch: Callable[[Sequence[Any]], None] | None = None,
+) -> Page[Out]:  # fmt: skip
+    """`query` selects `entity` rows; ordered newest first with `id` as tie-breaker. `prefetch` gets the page's
+    rows before they are rendered, to read what rendering them needs at once (`core.views.Presenter.prefetch`)."""
     if params.cursor is not None:
         query = query.where(tuple_(entity.created_at, entity.id) < tuple_(*params.cursor))
     query = query.order_by(entity.created_at.desc(), entity.id.desc()).limit(params.limit + 1)
@@ -68,4 +70,6 @@ def paginate(
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    if prefetch is not None:
+        prefetch(rows)
     return Page[Any](data=[render(row) for row in rows], next_cursor=next_cursor)

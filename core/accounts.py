@@ -9,7 +9,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from models import ApiKey, User, utcnow
 
@@ -65,7 +65,13 @@ def create_user(session: Session, name: str, role: str = "user", key: str | None
 
 
 def user_for_key(session: Session, key: str) -> User | None:
-    api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None)))
+    """The user of an active key: one query for the key and its user (the key's row is loaded with its user)."""
+    query = (
+        select(ApiKey)
+        .options(joinedload(ApiKey.user, innerjoin=True))
+        .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+    )
+    api_key = session.scalar(query)
     if api_key is None:
         return None
     now = utcnow()

@@ -49,16 +49,34 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     session = factory()
     try:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        discard_after_commit(session)
-        run_on_rollback(session)
+    except BaseException as exc:
+        end_scope(session, exc)
         raise
-    else:
-        run_after_commit(session)
+    end_scope(session, None)
+
+
+def end_scope(session: Session, error: BaseException | None) -> None:
+    """The end of a `session_scope` (also the API's request session, `api.deps.get_session`): without `error`,
+    commit, then the after-commit actions; with one (or if the commit fails), roll back and run the on-rollback
+    actions instead. Closes the session either way; a failed commit's error propagates."""
+    try:
+        if error is None:
+            try:
+                session.commit()
+            except BaseException:
+                _rolled_back(session)
+                raise
+            run_after_commit(session)
+        else:
+            _rolled_back(session)
     finally:
         session.close()
+
+
+def _rolled_back(session: Session) -> None:
+    session.rollback()
+    discard_after_commit(session)
+    run_on_rollback(session)
 
 
 @contextmanager
