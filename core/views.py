@@ -5,6 +5,9 @@ Shared by the API (responses) and the workers (webhook payloads), so both always
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +20,8 @@ from core.positions import Positions
 from core.settings import Settings
 from core.storage import Storage
 from core.throughput import THROUGHPUT
-from models import QUEUED, RUNNING, Checkpoint, Job, JobImage, Photo, Subject, Training, utcnow
+from models import QUEUED, RUNNING, SUCCEEDED, Checkpoint, Job, JobImage, Photo, Subject, Training, utcnow
+from models import training_subjects as ts
 
 
 class Progress(BaseModel):
@@ -103,12 +107,43 @@ class SubjectOut(BaseModel):
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """Rows a page of jobs needs, read at once for all of them (`Presenter.prefetch`)."""
+
+    job_ids: frozenset[str]
+    images: dict[str, list[JobImage]]  # job id -> its images, by index
+    subject_ids: dict[str, list[str]]  # training id -> its subjects, in order
+    checkpoint_ids: dict[str, str]  # training id -> its checkpoint
+
+    @classmethod
+    def read(cls, session: Session, jobs: Sequence[Job]) -> Prefetched:
+        outputs = [job.id for job in jobs if not isinstance(job, Training) and job.status == SUCCEEDED]
+        trainings = [job.id for job in jobs if isinstance(job, Training)]
+        images: dict[str, list[JobImage]] = defaultdict(list)
+        subjects: dict[str, list[str]] = defaultdict(list)
+        checkpoints: dict[str, str] = {}
+        if outputs:
+            query = select(JobImage).where(JobImage.job_id.in_(outputs)).order_by(JobImage.job_id, JobImage.index)
+            for image in session.scalars(query):
+                images[image.job_id].append(image)
+        if trainings:
+            rows = session.execute(select(ts.c.training_id, ts.c.subject_id).where(ts.c.training_id.in_(trainings))
+                                   .order_by(ts.c.training_id, ts.c.position))  # fmt: skip
+            for training_id, subject_id in rows:
+                subjects[training_id].append(subject_id)
+            found = select(Checkpoint.training_id, Checkpoint.id).where(Checkpoint.training_id.in_(trainings))
+            checkpoints = {training_id: checkpoint_id for training_id, checkpoint_id in session.execute(found)}
+        return cls(frozenset(job.id for job in jobs), dict(images), dict(subjects), checkpoints)
+
+
 class Presenter:
     def __init__(self, session: Session, storage: Storage, settings: Settings) -> None:
         self.session = session
         self.storage = storage
         self.expiry = settings.presign_expiry_seconds
         self.positions = Positions(session)
+        self._prefetched: Prefetched | None = None
 
     def _url(self, key: str, filename: str | None = None) -> str:
         return self.storage.presigned_url(key, self.expiry, filename)
@@ -145,8 +180,27 @@ class Presenter:
             "finished_at": job.finished_at,
         }
 
+    def prefetch(self, jobs: Sequence[Job]) -> None:
+        """Reads what rendering `jobs` needs (images; trainings' subjects and checkpoints) in one query each, not
+        one per job: a list page of 100 was 100 more queries."""
+        self._prefetched = Prefetched.read(self.session, jobs)
+
+    def created(self, job: Job, subject_ids: Sequence[str] = ()) -> JobOut:
+        """A job this request created (a training on `subject_ids`): it has no images or checkpoint yet, so
+        they are not read."""
+        subjects = {job.id: list(subject_ids)} if isinstance(job, Training) else {}
+        self._prefetched = Prefetched(frozenset({job.id}), {}, subjects, {})
+        return self.job(job)
+
     def images(self, job: Job) -> list[ImageOut]:
-        rows = self.session.scalars(select(JobImage).where(JobImage.job_id == job.id).order_by(JobImage.index))
+        """A job's images. Only a succeeded job has any: a worker writes them in the transaction that makes the
+        job succeeded (`worker.lifecycle`), so the others' (queued ones polled for their place) are not read."""
+        if job.status != SUCCEEDED:
+            return []
+        if self._prefetched is not None and job.id in self._prefetched.job_ids:
+            rows: Iterable[JobImage] = self._prefetched.images.get(job.id, [])
+        else:
+            rows = self.session.scalars(select(JobImage).where(JobImage.job_id == job.id).order_by(JobImage.index))
         return [self.image(row) for row in rows]
 
     def image(self, row: JobImage) -> ImageOut:
@@ -156,17 +210,22 @@ class Presenter:
 
     def job(self, job: Job) -> JobOut:
         if isinstance(job, Training):
-            checkpoint_id = self.session.scalar(select(Checkpoint.id).where(Checkpoint.training_id == job.id))
-            return TrainingOut(**self._common(job), subject_ids=self.subject_ids(job.id), checkpoint_id=checkpoint_id)
+            return TrainingOut(**self._common(job), subject_ids=self.subject_ids(job.id),
+                               checkpoint_id=self.checkpoint_id(job.id))  # fmt: skip
         cls = GenerationOut if job.kind == "generation" else EditOut
         return cls(**self._common(job), images=self.images(job))
 
     def admin_job(self, job: Job) -> AdminJobOut:
         return AdminJobOut(**self._common(job), user_id=job.user_id, attempts=job.attempts, worker_id=job.worker_id)
 
-    def subject_ids(self, training_id: str) -> list[str]:
-        from models import training_subjects as ts
+    def checkpoint_id(self, training_id: str) -> str | None:
+        if self._prefetched is not None and training_id in self._prefetched.job_ids:
+            return self._prefetched.checkpoint_ids.get(training_id)
+        return self.session.scalar(select(Checkpoint.id).where(Checkpoint.training_id == training_id))
 
+    def subject_ids(self, training_id: str) -> list[str]:
+        if self._prefetched is not None and training_id in self._prefetched.job_ids:
+            return list(self._prefetched.subject_ids.get(training_id, []))
         query = select(ts.c.subject_id).where(ts.c.training_id == training_id).order_by(ts.c.position)
         return list(self.session.scalars(query))
 

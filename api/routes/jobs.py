@@ -42,7 +42,7 @@ OwnedEdit = Annotated[Edit, _owned(Edit, "edit")]
 
 def _list(session: SessionDep, user: User, kind: type[Job], page: PageDep, presenter: Presenter) -> Page[Any]:
     query = select(kind).where(kind.user_id == user.id)
-    return paginate(session, query, kind, page, presenter.job)
+    return paginate(session, query, kind, page, presenter.job, presenter.prefetch)
 
 
 @router.post("/v1/trainings", status_code=202, response_model=TrainingOut, tags=["trainings"])
@@ -54,7 +54,8 @@ def create_training(
     idempotency = Idempotency(session, user, idempotency_key, body.model_dump())
     if (replay := idempotency.replay()) is not None:
         return replay
-    out = presenter.job(jobs.create_training(session, runtime, user, body))
+    presenter.positions.read("training")  # before the job takes its turn (core.jobs.enqueue_job)
+    out = presenter.created(jobs.create_training(session, runtime, user, body), body.subject_ids)
     idempotency.save(202, out)
     return out
 
@@ -88,7 +89,8 @@ def create_generation(
     idempotency = Idempotency(session, user, idempotency_key, body.request_payload())
     if (replay := idempotency.replay()) is not None:
         return replay
-    out = presenter.job(jobs.create_generation(session, runtime, user, body))
+    presenter.positions.read("inference")  # before the job takes its turn (core.jobs.enqueue_job)
+    out = presenter.created(jobs.create_generation(session, runtime, user, body))
     idempotency.save(202, out)
     return out
 
@@ -143,7 +145,8 @@ def _create_edit(session: Any, runtime: Any, user: User, form: MultipartForm, ke
     if (replay := idempotency.replay()) is not None:
         return replay
     presenter = Presenter(session, runtime.storage, runtime.settings)
-    out = presenter.job(jobs.create_edit(session, runtime, user, fields, uploads[0]))
+    presenter.positions.read("inference")  # before the job takes its turn (core.jobs.enqueue_job)
+    out = presenter.created(jobs.create_edit(session, runtime, user, fields, uploads[0]))
     idempotency.save(202, out)
     return out
 
