@@ -14,15 +14,14 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from core import positions
 from models import QUEUED, RUNNING, Job
 
 FAIR_ORDER = (Job.fair_round, Job.created_at, Job.id)
 
 
-def assign_round(session: Session, job: Job) -> None:
-    """The round of a job entering its queue (the head round, or the one after the user's last waiting job), and
-    its turn in that round."""
+def choose_round(session: Session, job: Job) -> None:
+    """The round of a job entering its queue: the head round, or the one after the user's last waiting job. Its
+    turn in it is taken apart (`core.positions.take_turn`)."""
     waiting = (Job.queue == job.queue, Job.status == QUEUED, Job.id != job.id)
     head = session.scalar(select(func.min(Job.fair_round)).where(*waiting))
     if head is None:  # nothing waits: start at the round of what runs now, so requeued jobs stay first
@@ -30,7 +29,6 @@ def assign_round(session: Session, job: Job) -> None:
     own = session.scalar(select(func.max(Job.fair_round)).where(*waiting, Job.user_id == job.user_id))
     base = int(head or 0)
     job.fair_round = base if own is None else max(base, int(own) + 1)
-    job.round_seq = positions.join(session, job.queue, job.fair_round)
 
 
 def next_in_line(queue: str) -> Select[Any]:

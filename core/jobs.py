@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -13,10 +14,10 @@ from core import positions
 from core.celery_app import DELIVER_WEBHOOK, TASK_OF_KIND, send
 from core.db import after_commit
 from core.events import job_channel, queue_channel
-from core.fairness import assign_round
+from core.fairness import choose_round
 from core.runtime import Runtime
 from core.views import Presenter
-from models import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, WebhookDelivery, utcnow
+from models import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, WebhookDelivery, new_id, utcnow
 
 ALLOWED = {
     QUEUED: {RUNNING, CANCELED, FAILED},
@@ -88,14 +89,27 @@ def announce(session: Session, runtime: Runtime, job: Job, *, queue_moved: bool 
     after_commit(session, lambda: runtime.events.publish(*channels))
 
 
-def enqueue_job(session: Session, runtime: Runtime, job: Job) -> None:
+def enqueue_job(session: Session, runtime: Runtime, job: Job, written: Callable[[], object] | None = None) -> None:
     """Send the job's task after the commit; a broker that is down leaves it to the reconciler. A new job takes its
-    place in the fair order; one sent again (a lost message, a lost worker) keeps it."""
-    if job.enqueued_at is None:
-        assign_round(session, job)
-        announce(session, runtime, job, queue_moved=True)  # a newcomer can go ahead of others' later rounds
+    place in the fair order; one sent again (a lost message, a lost worker) keeps it.
+
+    A new job is written with its round and enqueue time, then takes its turn in the round, last: that locks the
+    round's counter until the commit (`core.positions.take_turn`), and every create joining the round waits for
+    it, so the fewer statements follow it, the more creates a round takes a second (README "API under load").
+    `written`: what else to write once the new job's row is (its subjects), before it takes its turn."""
+    new = job.enqueued_at is None
+    if new:
+        if job.id is None:
+            job.id = new_id()
+        with session.no_autoflush:  # the pending job is written once, with its round
+            choose_round(session, job)
     job.enqueued_at = utcnow()
     session.flush()
+    if new:
+        if written is not None:
+            written()
+        positions.take_turn(session, job)
+        announce(session, runtime, job, queue_moved=True)  # a newcomer can go ahead of others' later rounds
     name, args, task_id = TASK_OF_KIND[job.kind], [job.id], job.task_id
     after_commit(session, lambda: send(runtime.celery, name, args, task_id=task_id))
 

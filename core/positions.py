@@ -17,24 +17,62 @@ interval.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from typing import cast
+
+from sqlalchemy import Insert, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import QUEUED, Job, QueueRound
+
+JOINED = "positions.joined"  # session.info: {(queue, round): (joined, departed)} as this transaction's turns left them
+
+
+def _counted_in(session: Session, queue: str, round_: int) -> Insert:
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return (
+        insert(QueueRound)
+        .values(queue=queue, round=round_, joined=1, departed=0)
+        .on_conflict_do_update(index_elements=["queue", "round"], set_={"joined": QueueRound.joined + 1})
+        .returning(QueueRound.joined, QueueRound.departed)
+    )
 
 
 def join(session: Session, queue: str, round_: int) -> int:
     """Count a new job into a round; returns its turn (1 for the round's first job)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    joined, departed = session.execute(_counted_in(session, queue, round_)).one()
+    _note(session, queue, round_, int(joined), int(departed))
+    return int(joined)
+
+
+def take_turn(session: Session, job: Job) -> None:
+    """A new job, already written with its round, takes the next turn in it: counted into the round and its
+    `round_seq` set. This locks the round's counter until the transaction ends, so a create does it last: on
+    PostgreSQL in one statement (the counter's upsert as a CTE of the job's update)."""
+    if session.get_bind().dialect.name != "postgresql":
+        set_committed_value(job, "round_seq", join(session, job.queue, job.fair_round))
+        return
+    turn = _counted_in(session, job.queue, job.fair_round).returning(QueueRound.round).cte("turn")
+    jobs = cast(Table, Job.__table__)
     statement = (
-        insert(QueueRound)
-        .values(queue=queue, round=round_, joined=1, departed=0)
-        .on_conflict_do_update(index_elements=["queue", "round"], set_={"joined": QueueRound.joined + 1})
-        .returning(QueueRound.joined)
-    )
-    return int(session.execute(statement).scalar_one())
+        update(jobs).where(jobs.c.id == job.id, jobs.c.fair_round == turn.c.round).values(round_seq=turn.c.joined)
+        .returning(turn.c.joined, turn.c.departed)
+    )  # fmt: skip
+    joined, departed = session.execute(statement).one()
+    set_committed_value(job, "round_seq", int(joined))
+    _note(session, job.queue, job.fair_round, int(joined), int(departed))
+
+
+def _note(session: Session, queue: str, round_: int, joined: int, departed: int) -> None:
+    """What a turn taken in this transaction left in its round's counter: `Positions` read before it (a create
+    reads its queue's rounds before taking its turn) see it too."""
+    session.info.setdefault(JOINED, {})[(queue, round_)] = (joined, departed)
+
+
+def _forget(session: Session, queue: str, round_: int) -> None:
+    session.info.get(JOINED, {}).pop((queue, round_), None)
 
 
 def rejoin(session: Session, job: Job) -> None:
@@ -48,12 +86,14 @@ def rejoin(session: Session, job: Job) -> None:
         .on_conflict_do_update(index_elements=["queue", "round"], set_={"departed": QueueRound.departed - 1})
     )
     session.execute(statement)
+    _forget(session, job.queue, job.fair_round)
 
 
 def depart(session: Session, queue: str, round_: int, count: int = 1) -> None:
     """Count jobs out of a round (claimed, canceled, failed or deleted while queued)."""
     where = (QueueRound.queue == queue, QueueRound.round == round_)
     session.execute(update(QueueRound).where(*where).values(departed=QueueRound.departed + count))
+    _forget(session, queue, round_)
 
 
 def depart_all(session: Session, job_ids: list[str]) -> None:
@@ -76,6 +116,10 @@ class Positions:
         self.session = session
         self._rounds: dict[str, dict[int, tuple[int, int]]] = {}
 
+    def read(self, queue: str) -> None:
+        """Reads the queue's live rounds now (a create, before its job takes a turn: see `take_turn`)."""
+        self._live(queue)
+
     def _live(self, queue: str) -> dict[int, tuple[int, int]]:
         if queue not in self._rounds:
             rows = self.session.execute(
@@ -84,7 +128,11 @@ class Positions:
                 .order_by(QueueRound.round)
             ).all()
             self._rounds[queue] = {round_: (joined, departed) for round_, joined, departed in rows}
-        return self._rounds[queue]
+        rounds = self._rounds[queue]
+        for (joined_queue, round_), counts in self.session.info.get(JOINED, {}).items():
+            if joined_queue == queue:  # a turn this transaction took, perhaps after the read: the later counts
+                rounds[round_] = max(rounds.get(round_, (0, 0)), counts)
+        return rounds
 
     def of(self, job: Job) -> int:
         rounds = self._live(job.queue)

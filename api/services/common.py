@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from core.db import savepoint
 from core.errors import Conflict, InvalidInput, NotFound
 from core.webhooks import UnsafeWebhookUrl, check_webhook_url
 from models import IdempotencyRecord, User, utcnow
@@ -73,24 +73,22 @@ class Idempotency:
 
     def save(self, status_code: int, response: BaseModel) -> None:
         """Raises 409 when a concurrent request with the same key saved first: this one's transaction then rolls
-        back, so the key never stands for two jobs (a retry replays the winner's answer)."""
+        back, so the key never stands for two jobs (a retry replays the winner's answer). One statement (an
+        insert that does nothing on the key's conflict), not a savepoint around an insert: a create holds its
+        queue round's counter until it commits (`core.positions.join`), so every statement after it counts."""
         if self.key is None:
             return
-        record = IdempotencyRecord(
-            user_id=self.user.id,
-            key=self.key,
-            request_hash=self.hash,
-            status_code=status_code,
-            response_body=response.model_dump_json(),
+        insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        record = {"user_id": self.user.id, "key": self.key, "request_hash": self.hash, "status_code": status_code,
+                  "response_body": response.model_dump_json()}  # fmt: skip
+        statement = (
+            insert(IdempotencyRecord)
+            .values(**record)
+            .on_conflict_do_nothing(index_elements=["user_id", "key"])
+            .returning(IdempotencyRecord.id)
         )
-        try:
-            with savepoint(self.session):
-                self.session.add(record)
-                self.session.flush()
-        except IntegrityError as exc:  # uq_idempotency_user_key
-            raise Conflict(
-                "A request with this Idempotency-Key is in progress; retry.", headers={"Retry-After": "1"}
-            ) from exc
+        if self.session.execute(statement).first() is None:  # uq_idempotency_user_key: the other one saved first
+            raise Conflict("A request with this Idempotency-Key is in progress; retry.", headers={"Retry-After": "1"})
 
 
 def checked_webhook_url(url: str | None, *, allow_private: bool) -> str | None:

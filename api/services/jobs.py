@@ -54,13 +54,11 @@ def create_training(session: Session, runtime: Runtime, user: User, body: Traini
     }
     webhook = checked_webhook_url(body.webhook_url, allow_private=settings.allow_private_webhooks)
     check_active_jobs(session, runtime, user, "training")
-    job = Training(user_id=user.id, queue="training", params=params, webhook_url=webhook, task_id=new_id(),
-                   progress_total=steps)  # fmt: skip
+    job = Training(id=new_id(), user_id=user.id, queue="training", params=params, webhook_url=webhook,
+                   task_id=new_id(), progress_total=steps)  # fmt: skip
     session.add(job)
-    session.flush()
     rows = [{"training_id": job.id, "subject_id": s.id, "position": i} for i, s in enumerate(subjects)]
-    session.execute(insert(ts), rows)
-    enqueue_job(session, runtime, job)
+    enqueue_job(session, runtime, job, written=lambda: session.execute(insert(ts), rows))  # writes the job
     return job
 
 
@@ -72,11 +70,10 @@ def create_generation(session: Session, runtime: Runtime, user: User, body: Gene
     params["quality"] = body.effective_quality()
     webhook = checked_webhook_url(body.webhook_url, allow_private=runtime.settings.allow_private_webhooks)
     check_active_jobs(session, runtime, user, "inference")
-    job = Generation(user_id=user.id, queue="inference", params=params, webhook_url=webhook, task_id=new_id(),
-                     progress_total=body.steps or 0)  # fmt: skip
+    job = Generation(id=new_id(), user_id=user.id, queue="inference", params=params, webhook_url=webhook,
+                     task_id=new_id(), progress_total=body.steps or 0)  # fmt: skip
     session.add(job)
-    session.flush()
-    enqueue_job(session, runtime, job)
+    enqueue_job(session, runtime, job)  # writes the job
     return job
 
 
@@ -94,8 +91,7 @@ def create_edit(session: Session, runtime: Runtime, user: User, fields: EditFiel
     runtime.storage.put(job.input_key, image.data, image.content_type)
     on_rollback(session, partial(forget_blobs, runtime, [job.input_key]))
     session.add(job)
-    session.flush()
-    enqueue_job(session, runtime, job)
+    enqueue_job(session, runtime, job)  # writes the job
     return job
 
 
