@@ -6,10 +6,12 @@ import base64
 import hashlib
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import ApiKey, User, utcnow
 
@@ -76,8 +78,21 @@ def user_for_key(session: Session, key: str) -> User | None:
         return None
     now = utcnow()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
-        api_key.last_used_at = now  # at most one write per key every few minutes, not one per request
+        record_use(session, api_key, now)  # at most one write per key every few minutes, not one per request
     return api_key.user
+
+
+def record_use(session: Session, api_key: ApiKey, now: datetime) -> None:
+    """Sets the key's `last_used_at`, now and without waiting: a request that finds the key's row locked (another
+    one is recording its use) leaves it to that one. A plain update, flushed with the request's next query, made
+    concurrent requests with the key queue on its row one commit after another, and in the API it could deadlock:
+    the row locked in a dependency's worker thread, its commit after the route's, whose thread the waiters held."""
+    stale = or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - LAST_USED_PRECISION)
+    free = select(ApiKey.id).where(ApiKey.id == api_key.id, stale).with_for_update(skip_locked=True)
+    statement = update(ApiKey).where(ApiKey.id == free.scalar_subquery()).values(last_used_at=now)
+    result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
+    if result.rowcount:
+        set_committed_value(api_key, "last_used_at", now)
 
 
 def ensure_admin_key(session: Session, key: str, name: str = "admin") -> User | None:
