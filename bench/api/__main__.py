@@ -68,10 +68,12 @@ class Runner:
         split: list[int] = []
         sampler = threading.Timer(min(2.0, self.args.seconds / 2), lambda: split.extend(self.connections()))
         sampler.start()
+        opened = scenarios.db_sessions(self.api.db_url)
         result, output = wrk.run(self.api.url, requests, scenario=name, connections=connections,
                                  seconds=self.args.seconds, tag=f"run-{slug}")  # fmt: skip
+        opened = scenarios.db_sessions(self.api.db_url) - opened - 1  # less the count's own
         sampler.join()
-        result = dataclasses.replace(result, per_worker=tuple(split))
+        result = dataclasses.replace(result, per_worker=tuple(split), db_connections_opened=opened)
         for proc in profilers:
             proc.wait(timeout=60)
         (self.log_dir / f"wrk-{slug}.txt").write_text(output)
@@ -115,10 +117,10 @@ class Runner:
 
 
 def table(results: list[Result]) -> str:
-    rows = ["| scenario | connections | requests/s | p50 ms | p99 ms | errors | per worker |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    rows = ["| scenario | connections | requests/s | p50 ms | p99 ms | errors | per worker | db connections opened |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     rows += [f"| {r.scenario} | {r.connections} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | "
-             f"{'/'.join(map(str, r.per_worker)) or '-'} |" for r in results]  # fmt: skip
+             f"{'/'.join(map(str, r.per_worker)) or '-'} | {r.db_connections_opened} |" for r in results]  # fmt: skip
     return "\n".join(rows)
 
 

@@ -63,6 +63,14 @@ def grow_backlog(db_url: str, data: Data, first_user: int, total: int) -> int:
         return fill.queued_count(conn)
 
 
+def db_sessions(db_url: str) -> int:
+    """Sessions ever opened on the benchmark's database (PostgreSQL's count; this one's own included)."""
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(psycopg_url(db_url)) as conn:
+        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def reads(data: Data) -> list[Request]:
     """GET /v1/subjects of each reader (3 subjects each), in turn."""
     return [Request("GET", "/v1/subjects", data.key(k)) for k in data.layout.readers]

@@ -34,6 +34,7 @@ class Result:
     status_errors: int  # answers other than 2xx and 3xx
     socket_errors: int  # connect, read, write errors and timeouts
     per_worker: tuple[int, ...] = ()  # wrk's connections held by each uvicorn worker during the run
+    db_connections_opened: int = 0  # PostgreSQL sessions the API opened during the run (its pools' churn)
 
     @property
     def rps(self) -> float:

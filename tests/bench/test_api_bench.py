@@ -34,7 +34,7 @@ def test_wrk_result_line_is_parsed() -> None:
     result = parse("reads", 4, WRK_OUTPUT)
     assert (result.requests, result.rps, result.p50_ms, result.p99_ms) == (500, 250.0, 1.5, 9.1)
     assert result.errors == 3
-    assert "| reads | 4 | 250 | 1.5 | 9.1 | 3 | - |" in table([result])
+    assert "| reads | 4 | 250 | 1.5 | 9.1 | 3 | - | 0 |" in table([result])
     assert LINE.match(last_line(result, result, result, result, 50))
 
 
