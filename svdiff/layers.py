@@ -39,7 +39,7 @@ class ShiftLayer(nn.Module):
             param.requires_grad_(False)
         weight = layer_weight(base_layer)
         self.delta = nn.Parameter(torch.zeros(length, device=weight.device, dtype=torch.float32))
-        self.per_sample_delta: torch.Tensor | None = None  # (batch, length) for the batched multi-subject forward
+        self.per_sample_delta = None  # (batch, length) for the batched multi-subject forward
         self._stashed_weight: torch.Tensor | None = None  # the base weight while a merged one replaces it
         self._zero_at_version: tuple[int, bool] | None = None
 
@@ -51,6 +51,15 @@ class ShiftLayer(nn.Module):
             if name == "base_layer":
                 raise
             return getattr(self.base_layer, name)
+
+    @property
+    def per_sample_delta(self) -> torch.Tensor | None:
+        return self._per_sample_delta
+
+    @per_sample_delta.setter
+    def per_sample_delta(self, deltas: torch.Tensor | None) -> None:
+        self._per_sample_delta = deltas
+        self._per_sample_cache: dict[tuple[int, int], torch.Tensor] = {}
 
     @property
     def merged(self) -> bool:
@@ -111,6 +120,21 @@ class ShiftLayer(nn.Module):
             raise ValueError(f"batch of {batch} does not match {deltas.shape[0]} per-sample shifts")
         return deltas.repeat(batch // deltas.shape[0], 1)
 
+    def _prepare_per_sample(self, deltas: torch.Tensor, dims: int) -> torch.Tensor:
+        """What the per-sample forward multiplies by, from (batch, length) deltas, shaped for a `dims`-D input."""
+        raise NotImplementedError
+
+    def _per_sample_values(self, batch: int, dims: int) -> torch.Tensor:
+        """`_prepare_per_sample` for this batch size, kept until per_sample_delta changes: every denoising step of
+        a batched generation reuses it, and recomputing it costs several small ops per layer per step."""
+        key = (batch, dims)
+        values = self._per_sample_cache.get(key)
+        if values is None:
+            values = self._prepare_per_sample(self._per_sample(batch), dims)
+            if not values.requires_grad:  # a graph must not be reused across backward passes
+                self._per_sample_cache[key] = values
+        return values
+
 
 class SpectralShiftMatrix(ShiftLayer):
     """Shared by the 2-D (Linear, Embedding) and 4-D (Conv2d) wrappers."""
@@ -134,6 +158,24 @@ class SpectralShiftMatrix(ShiftLayer):
         """relu(s + delta) - s: exactly zero where delta is zero, since singular values are non-negative."""
         return F.relu(self.s + delta) - self.s
 
+    @property
+    def factors_exact(self) -> bool:
+        """Whether U diag(s) Vh reproduces the base weight to float32 precision (the SVD's residual is below it)."""
+        return self.rel_residual <= FACTORIZED_RESIDUAL_LIMIT
+
+    def _prepare_per_sample(self, deltas: torch.Tensor, dims: int) -> torch.Tensor:
+        """Each sample's relu(s + delta) where the factors alone are its shifted weight, else its gains.
+
+        With exact factors, W' = U diag(relu(s + delta)) Vh: one factorized forward gives the shifted output, and
+        the base layer's own forward (the residual it would add is below float32 resolution) is skipped.
+        """
+        values = F.relu(self.s + deltas) if self.factors_exact else self.gain(deltas)  # (B, k)
+        return values.view(values.shape[0], *self._value_shape(dims))
+
+    def _value_shape(self, dims: int) -> tuple[int, ...]:
+        """How a sample's (k,) values broadcast against the factor projection of a `dims`-D input."""
+        return (*([1] * (dims - 2)), -1)
+
     def weight_with(self, delta: torch.Tensor) -> torch.Tensor:
         change = (self.U * self.gain(delta)) @ self.Vh  # (c_out, n)
         return self.base_weight.float() + change.view(self.base_weight.shape)
@@ -153,7 +195,7 @@ class SpectralShiftMatrix(ShiftLayer):
         """
         if self.forward_mode != "auto":
             return self.forward_mode == "factors"
-        if self.rel_residual > FACTORIZED_RESIDUAL_LIMIT:
+        if not self.factors_exact:
             return False
         c, k, n = self.U.shape[0], self.s.numel(), self.Vh.shape[1]
         rebuild = 3 * tokens * c * n + 2 * c * k * n
@@ -170,10 +212,11 @@ class SpectralShiftLinear(SpectralShiftMatrix):
         if self.merged or (self.per_sample_delta is None and self._plain()):
             return layer(x)
         if self.per_sample_delta is not None:
-            gains = self.gain(self._per_sample(x.shape[0]))  # (B, k)
-            gains = gains.view(x.shape[0], *([1] * (x.dim() - 2)), -1)
-            projected = F.linear(x, self._factor(self.Vh, x)) * gains  # (B, ..., k)
-            return layer(x) + F.linear(projected.to(x.dtype), self._factor(self.U, x))
+            values = self._per_sample_values(x.shape[0], x.dim())  # (B, 1.., k)
+            projected = (F.linear(x, self._factor(self.Vh, x)) * values).to(x.dtype)  # (B, ..., k)
+            if self.factors_exact:
+                return F.linear(projected, self._factor(self.U, x), layer.bias)
+            return layer(x) + F.linear(projected, self._factor(self.U, x))
         if self._training() and self._factorized_is_cheaper(x.numel() // x.shape[-1]):
             sigma = F.relu(self.s + self.delta)
             projected = F.linear(x, self._factor(self.Vh, x)) * sigma  # (..., k)
@@ -196,6 +239,9 @@ class SpectralShiftConv2d(SpectralShiftMatrix):
         scaled = projected * gains.view(-1, k, 1, 1)
         return F.conv2d(scaled.to(x.dtype), U, bias)
 
+    def _value_shape(self, dims: int) -> tuple[int, ...]:
+        return (-1, 1, 1)
+
     def _output_positions(self, x: torch.Tensor) -> int:
         layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
         size = 1
@@ -210,8 +256,10 @@ class SpectralShiftConv2d(SpectralShiftMatrix):
         if self.merged or (self.per_sample_delta is None and self._plain()):
             return layer(x)
         if self.per_sample_delta is not None:
-            gains = self.gain(self._per_sample(x.shape[0]))
-            return layer(x) + self._factorized(x, gains, None)
+            values = self._per_sample_values(x.shape[0], x.dim())  # (B, k, 1, 1)
+            if self.factors_exact:
+                return self._factorized(x, values, layer.bias)
+            return layer(x) + self._factorized(x, values, None)
         factorizable = layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
         if factorizable and self._training() and self._factorized_is_cheaper(self._output_positions(x)):
             return self._factorized(x, F.relu(self.s + self.delta), layer.bias)
@@ -228,12 +276,17 @@ class SpectralShiftEmbedding(SpectralShiftMatrix):
             return base
         if self.per_sample_delta is not None:
             # Shared ids (e.g. position ids of shape (1, T)) broadcast against every sample's shifts.
-            deltas = self.per_sample_delta if ids.shape[0] == 1 else self._per_sample(ids.shape[0])
-            gains = self.gain(deltas).unsqueeze(1)  # (B, 1, k)
+            batch = self.per_sample_delta.shape[0] if ids.shape[0] == 1 else ids.shape[0]
+            gains = self._per_sample_values(batch, ids.dim() + 1)  # (B, 1, k)
         else:
             gains = self.gain(self.delta)
         rows = F.embedding(ids, self.U) * gains  # (..., k)
         return base + (rows @ self.Vh).to(base.dtype)
+
+    def _prepare_per_sample(self, deltas: torch.Tensor, dims: int) -> torch.Tensor:
+        """Gains, always: the base row lookup is cheap, the vocabulary-sized factor product is not."""
+        gains = self.gain(deltas)  # (B, k)
+        return gains.view(gains.shape[0], *self._value_shape(dims))
 
 
 class NormScaleShift(ShiftLayer):
@@ -241,6 +294,12 @@ class NormScaleShift(ShiftLayer):
 
     def weight_with(self, delta: torch.Tensor) -> torch.Tensor:
         return self.base_weight.float() + delta
+
+    def _prepare_per_sample(self, deltas: torch.Tensor, dims: int) -> torch.Tensor:
+        scales = self.weight_with(deltas)  # (B, C)
+        if isinstance(self.base_layer, nn.GroupNorm):
+            return scales.view(scales.shape[0], -1, *([1] * (dims - 2)))
+        return scales.view(scales.shape[0], *([1] * (dims - 2)), -1)
 
     def _normalize(self, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
         layer = self.base_layer
@@ -255,14 +314,13 @@ class NormScaleShift(ShiftLayer):
             return layer(x)
         bias: torch.Tensor | None = layer.bias  # type: ignore[assignment]
         if self.per_sample_delta is not None:
-            scales = self.weight_with(self._per_sample(x.shape[0]))  # (B, C)
-            if isinstance(layer, nn.GroupNorm):
-                shape = (x.shape[0], -1, *([1] * (x.dim() - 2)))
-                bias_shape: tuple[int, ...] = (1, -1, *([1] * (x.dim() - 2)))
-            else:
-                shape = (x.shape[0], *([1] * (x.dim() - 2)), -1)
-                bias_shape = (-1,)
-            out = self._normalize(x, None, None) * scales.view(shape).to(x.dtype)
-            return out + bias.view(bias_shape) if bias is not None else out
+            scales = self._per_sample_values(x.shape[0], x.dim()).to(x.dtype)  # (B, C, 1..) or (B, 1.., C)
+            normalized = self._normalize(x, None, None)
+            # In place on the fresh normalized tensor (the norm's backward does not keep it), unless the scales
+            # need a gradient, which needs it unchanged.
+            out = normalized * scales if scales.requires_grad else normalized.mul_(scales)
+            if bias is None:
+                return out
+            return out.add_(bias.view(1, -1, *([1] * (x.dim() - 2))) if isinstance(layer, nn.GroupNorm) else bias)
         weight = self.weight_with(self.delta).to(layer_weight(self.base_layer).dtype)
         return self._normalize(x, weight, bias)

@@ -132,27 +132,90 @@ def test_double_merge_and_double_attach_raise(shifted):
         attach({"unet": shifted.components["unet"]})
 
 
+def _one_by_one(model: SpectralShiftModel, rows: list[dict[str, torch.Tensor] | None], sample: torch.Tensor,
+                timesteps: torch.Tensor, context: torch.Tensor,
+                ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample alone through the model with its shifts merged: what a per-sample batch must equal."""
+    unet, text_encoder = model.components["unet"], model.components["text_encoder"]
+    noise, hidden = [], []
+    with torch.no_grad():
+        for i, shifts in enumerate(rows):
+            if shifts is not None:
+                model.merge(shifts)
+            noise.append(unet(sample[i : i + 1], timesteps[i : i + 1], context[i : i + 1]).sample)
+            hidden.append(text_encoder(ids[i : i + 1]).last_hidden_state)
+            model.restore()
+    return torch.cat(noise), torch.cat(hidden)
+
+
 def test_per_sample_batch_equals_one_by_one(shifted):
     first, second = random_shifts(shifted, seed=1), random_shifts(shifted, seed=2)
     sample, timesteps, context = unet_inputs(batch=3)
     ids = token_ids(batch=2).repeat(2, 1)[:3]
     unet, text_encoder = shifted.components["unet"], shifted.components["text_encoder"]
-    expected_noise, expected_hidden = [], []
-    with torch.no_grad():
-        for i, shifts in enumerate([first, second, None]):
-            if shifts is not None:
-                shifted.merge(shifts)
-            expected_noise.append(unet(sample[i : i + 1], timesteps[i : i + 1], context[i : i + 1]).sample)
-            expected_hidden.append(text_encoder(ids[i : i + 1]).last_hidden_state)
-            shifted.restore()
-        with shifted.per_sample([first, second, None]):
-            noise = unet(sample, timesteps, context).sample
-            hidden = text_encoder(ids).last_hidden_state
-            doubled = unet(sample.repeat(2, 1, 1, 1), timesteps.repeat(2), context.repeat(2, 1, 1)).sample
-    torch.testing.assert_close(noise, torch.cat(expected_noise), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(hidden, torch.cat(expected_hidden), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(doubled, torch.cat(expected_noise).repeat(2, 1, 1, 1), rtol=1e-4, atol=1e-5)
+    expected_noise, expected_hidden = _one_by_one(shifted, [first, second, None], sample, timesteps, context, ids)
+    with torch.no_grad(), shifted.per_sample([first, second, None]):
+        noise = unet(sample, timesteps, context).sample
+        hidden = text_encoder(ids).last_hidden_state
+        doubled = unet(sample.repeat(2, 1, 1, 1), timesteps.repeat(2), context.repeat(2, 1, 1)).sample
+    torch.testing.assert_close(noise, expected_noise, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(hidden, expected_hidden, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(doubled, expected_noise.repeat(2, 1, 1, 1), rtol=1e-4, atol=1e-5)
     assert all(layer.per_sample_delta is None for layer in shifted.layers.values())
+
+
+def test_per_sample_without_exact_factors_adds_the_change_to_the_base(shifted):
+    """Where the factors miss part of W (a large SVD residual), the per-sample forward keeps the base layer's
+    own output and adds only the shift's change."""
+    matrices = [layer for layer in shifted.layers.values() if isinstance(layer, SpectralShiftMatrix)]
+    for layer in matrices:
+        layer.rel_residual = 1.0
+    assert not any(layer.factors_exact for layer in matrices)
+    first, second = random_shifts(shifted, seed=3), random_shifts(shifted, seed=4)
+    sample, timesteps, context = unet_inputs(batch=2)
+    ids = token_ids(batch=2)
+    expected = _one_by_one(shifted, [first, second], sample, timesteps, context, ids)
+    with torch.no_grad(), shifted.per_sample([first, second]):
+        noise = shifted.components["unet"](sample, timesteps, context).sample
+        hidden = shifted.components["text_encoder"](ids).last_hidden_state
+    torch.testing.assert_close(noise, expected[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(hidden, expected[1], rtol=1e-4, atol=1e-5)
+
+
+def test_per_sample_values_are_kept_within_a_block_and_dropped_after(shifted):
+    first, second = random_shifts(shifted, seed=5), random_shifts(shifted, seed=6)
+    sample, timesteps, context = unet_inputs(batch=2)
+    ids = token_ids(batch=2)
+    unet = shifted.components["unet"]
+    layer = next(iter(shifted.layers.values()))
+    with torch.no_grad():
+        with shifted.per_sample([first, second]):
+            once = unet(sample, timesteps, context).sample
+            assert layer._per_sample_cache  # computed once, reused by every later forward of the block
+            twice = unet(sample, timesteps, context).sample
+        assert not layer._per_sample_cache
+        with shifted.per_sample([second, first]):  # new shifts: nothing of the first block is reused
+            swapped = unet(sample, timesteps, context).sample
+    assert torch.equal(once, twice)
+    expected = _one_by_one(shifted, [second, first], sample, timesteps, context, ids)[0]
+    torch.testing.assert_close(swapped, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_per_sample_shifts_that_need_gradients_get_them_on_every_pass(shifted):
+    shifts = [{k: v.requires_grad_() for k, v in random_shifts(shifted, seed=s).items()} for s in (7, 8)]
+    sample, timesteps, context = unet_inputs(batch=2)
+    unet = shifted.components["unet"]
+    grads = []
+    with shifted.per_sample(list(shifts)):
+        for _ in range(2):  # values that carry a graph are rebuilt per forward, never reused after a backward
+            unet(sample, timesteps, context).sample.square().mean().backward()
+            grads.append({k: v.grad.clone() for k, v in shifts[0].items() if v.grad is not None})
+            for s in shifts:
+                for v in s.values():
+                    v.grad = None
+    assert len(grads[0]) > 0.9 * len([k for k in shifts[0] if k.startswith("unet")])
+    for key, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][key], grad)
 
 
 def test_detach_restores_original_modules_and_flags(svd_cache, make_shifts):
