@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint typecheck demo run bench-train bench-svd bench-size bench-quality base-model clean
+.PHONY: install test test-slow lint typecheck demo run bench-train bench-svd bench-size bench-quality bench-serve base-model clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-size: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality
+
+bench-serve: $(STAMP)
+	$(PY) -m bench.serve
 
 base-model: $(STAMP)
 	$(PY) -m basemodel.build
