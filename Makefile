@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint typecheck demo run bench-train bench-svd bench-size bench-quality bench-serve base-model clean
+.PHONY: install test test-slow lint typecheck demo run bench-train bench-svd bench-size bench-quality bench-serve bench-api base-model clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench-quality: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(PY) -m bench.serve
+
+# The API under load (wrk; Debian: apt-get install -y wrk) in its production configuration: README "API under load".
+bench-api: $(STAMP)
+	$(PY) -m bench.api
 
 base-model: $(STAMP)
 	$(PY) -m basemodel.build
