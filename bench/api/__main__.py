@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,7 +146,9 @@ def run(args: argparse.Namespace, log_dir: Path, say: Callable[[str], None]) -> 
         scenarios.check(api.url, scenarios.list100(data)[0], 200, count=page)
         runner.measure(f"list of 100, backlog {small:,}", scenarios.list100(data), args.list_connections)
         say(f"bench-api: growing the backlog to {args.backlog:,} queued jobs")
+        started = time.monotonic()
         backlog = scenarios.grow_backlog(api.db_url, data, next_user, args.backlog)
+        say(f"bench-api: {backlog:,} queued jobs after {time.monotonic() - started:.0f} s (VACUUM ANALYZE, CHECKPOINT)")
         scenarios.check(api.url, scenarios.reads(data)[0], 200, count=3)
         reads = runner.measure("reads: GET /v1/subjects", scenarios.reads(data), args.reads_connections)
         gets = scenarios.job_gets(api.db_url, data)
