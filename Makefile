@@ -21,6 +21,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy svdiff core api worker models
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -93,7 +93,7 @@ def savepoint(session: Session) -> Iterator[None]:
         yield
 
 
-def after_commit(session: Session, action: Callable[[], None]) -> None:
+def after_commit(session: Session, action: Callable[[], object]) -> None:
     """Run `action` once the session's transaction has committed (tasks are sent only for committed rows)."""
     session.info.setdefault("after_commit", []).append(action)
 
