@@ -1,5 +1,5 @@
-"""Webhook signatures (Standard Webhooks), and the names of the outbound address guard (`core.addresses`) as
-webhooks use them: checked by the API when a job is created and by the CPU worker at delivery (DNS may have
+"""Webhook signatures (Standard Webhooks). Webhook addresses go through the outbound address guard
+(`core.addresses`): checked by the API when a job is created and by the CPU worker at delivery (DNS may have
 changed)."""
 
 from __future__ import annotations
@@ -7,14 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-
-from core.addresses import UnresolvedHost, UnsafeUrl, check_url, pinned
-
-__all__ = ["UnresolvedWebhookHost", "UnsafeWebhookUrl", "check_webhook_url", "pinned", "sign", "verify"]
-
-UnsafeWebhookUrl = UnsafeUrl
-UnresolvedWebhookHost = UnresolvedHost  # refused when a job is created, retried at delivery
-check_webhook_url = check_url
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

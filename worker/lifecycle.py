@@ -69,9 +69,11 @@ def claim_next(runtime: Runtime, queue: str, hint: str, worker: str) -> Job | No
     after a lost worker), else the first queued job in the fair order (`core.fairness`): messages are fungible
     tokens, one per job sent, and the database decides which job runs next. None when nothing waits."""
     with _claim_lock(runtime), session_scope(runtime.sessions) as session:
-        named = session.get(Job, hint, with_for_update=True)
+        named = session.get(Job, hint)  # locked only when it is to be taken over: another claim may hold it
         if named is not None and named.queue == queue and _silent(runtime, named):
-            return _take(session, runtime, named, worker)
+            session.refresh(named, with_for_update=True)
+            if _silent(runtime, named):
+                return _take(session, runtime, named, worker)
         while (job := session.scalar(next_in_line(queue))) is not None:
             if _take(session, runtime, job, worker) is not None:
                 return job

@@ -15,8 +15,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from core.addresses import UnsafeUrl, check_url
 from core.errors import Conflict, InvalidInput, NotFound
-from core.webhooks import UnsafeWebhookUrl, check_webhook_url
 from models import IdempotencyRecord, User, utcnow
 
 M = TypeVar("M")
@@ -95,7 +95,7 @@ def checked_webhook_url(url: str | None, *, allow_private: bool) -> str | None:
     if url is None:
         return None
     try:
-        check_webhook_url(url, allow_private=allow_private)
-    except UnsafeWebhookUrl as exc:
+        check_url(url, allow_private=allow_private)
+    except UnsafeUrl as exc:
         raise InvalidInput("Refused webhook URL.", errors=[{"field": "webhook_url", "detail": str(exc)}]) from exc
     return url

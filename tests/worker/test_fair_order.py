@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 
 from core.db import session_scope
+from core.queue_depth import queue_length
 from models import Job, utcnow
 from tests.conftest import auth, drop_waiting_jobs, make_user
 from tests.worker.fake_method import FakeMethod
 from worker.lifecycle import claim_next, run_next
-from worker.reconciler import queue_length, reconcile
+from worker.reconciler import reconcile
 from worker.tasks.inference import inference_handlers
 
 

@@ -7,10 +7,11 @@ import httpx
 import pytest
 
 from core.db import session_scope
+from core.queue_depth import queue_length
 from models import Job, utcnow
 from tests.api.helpers import subject_with_photos, train
 from tests.conftest import auth
-from worker.reconciler import queue_length, reconcile
+from worker.reconciler import reconcile
 
 
 def set_job(runtime: Any, job_id: str, **values: Any) -> None:

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from core.webhooks import UnsafeWebhookUrl, check_webhook_url, pinned, sign, verify
+from core.addresses import UnsafeUrl, check_url, pinned
+from core.webhooks import sign, verify
 from models import Training, WebhookDelivery
 from tests.api.helpers import subject_with_photos, train
 from tests.conftest import auth
@@ -146,13 +147,13 @@ def test_delivery_to_a_private_address_is_refused(
     ],
 )
 def test_ssrf_guard_refuses(url: str) -> None:
-    with pytest.raises(UnsafeWebhookUrl):
-        check_webhook_url(url, allow_private=False)
+    with pytest.raises(UnsafeUrl):
+        check_url(url, allow_private=False)
 
 
 def test_ssrf_guard_allows_public_and_the_test_setting() -> None:
-    check_webhook_url("https://93.184.215.14/hook", allow_private=False)
-    check_webhook_url("http://127.0.0.1:8000/hook", allow_private=True)
+    check_url("https://93.184.215.14/hook", allow_private=False)
+    check_url("http://127.0.0.1:8000/hook", allow_private=True)
 
 
 def test_signature_matches_standard_webhooks_example() -> None:
