@@ -52,6 +52,7 @@ class Checkpoint:
         metadata = CheckpointMetadata(base_model, dict(model.stats.fingerprints), model.config,
                                       list(subjects or []), dict(training or {}))
         groups: dict[str, str] = {spec.key: spec.group for spec in model.specs}
+        groups |= {key: "rows" for key in model.token_rows()}
         return cls(model.shifts(), metadata, groups)
 
     def num_values(self) -> int:

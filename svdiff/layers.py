@@ -267,13 +267,24 @@ class SpectralShiftConv2d(SpectralShiftMatrix):
 
 
 class SpectralShiftEmbedding(SpectralShiftMatrix):
-    """Looks rows up in the factors: rebuilding a vocabulary-sized table every step would cost far more."""
+    """Looks rows up in the factors: rebuilding a vocabulary-sized table every step would cost far more.
+
+    It can also carry token rows: offsets added to some tokens' own rows (a subject's identifier, as Custom
+    Diffusion trains its modifier token), which spectral shifts cannot give one token alone.
+    """
+
+    def __init__(self, base_layer: nn.Module, factors: Factors) -> None:
+        super().__init__(base_layer, factors)
+        self.rows: dict[int, nn.Parameter] = {}  # token id -> (width,) offset of that token's row
+        self.per_sample_rows: list[dict[int, torch.Tensor]] | None = None  # one mapping per sample
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         layer: nn.Embedding = self.base_layer  # type: ignore[assignment]
         base = layer(ids)
-        if self.merged or (self.per_sample_delta is None and self._plain()):
-            return base
+        if self.merged:
+            return base  # rows are merged with the shifts
+        if self.per_sample_delta is None and self._plain():
+            return self._with_rows(ids, base)
         if self.per_sample_delta is not None:
             # Shared ids (e.g. position ids of shape (1, T)) broadcast against every sample's shifts.
             batch = self.per_sample_delta.shape[0] if ids.shape[0] == 1 else ids.shape[0]
@@ -281,7 +292,32 @@ class SpectralShiftEmbedding(SpectralShiftMatrix):
         else:
             gains = self.gain(self.delta)
         rows = F.embedding(ids, self.U) * gains  # (..., k)
-        return base + (rows @ self.Vh).to(base.dtype)
+        return self._with_rows(ids, base + (rows @ self.Vh).to(base.dtype))
+
+    def _with_rows(self, ids: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """`out` with each token row's offset added where its token occurs (per sample inside per_sample)."""
+        if self.per_sample_rows is not None:
+            per_sample = self.per_sample_rows
+            if out.shape[0] % len(per_sample):
+                raise ValueError(f"batch of {out.shape[0]} does not match {len(per_sample)} per-sample rows")
+            per_sample = per_sample * (out.shape[0] // len(per_sample))  # classifier-free guidance stacks copies
+            offsets = [sum(((ids[i] == token).unsqueeze(-1).to(out.dtype) * row.to(out) for token, row in
+                            rows.items()), torch.zeros_like(out[i])) for i, rows in enumerate(per_sample)]  # fmt: skip
+            return out + torch.stack(offsets)
+        for token, row in self.rows.items():
+            out = out + (ids == token).unsqueeze(-1).to(out.dtype) * row.to(out.dtype)
+        return out
+
+    def merge_rows(self, rows: dict[int, torch.Tensor]) -> None:
+        """Add token rows into the merged weight (after merge(); restore() takes them out with the shifts)."""
+        if not self.merged:
+            raise RuntimeError("token rows merge into a merged weight: merge() first")
+        weight = layer_weight(self.base_layer)
+        with torch.no_grad():
+            for token, row in rows.items():
+                if not torch.isfinite(row).all():
+                    raise ValueError(f"refusing to merge a non-finite row (token {token})")
+                weight.data[token] += row.to(weight.device, weight.dtype)
 
     def _prepare_per_sample(self, deltas: torch.Tensor, dims: int) -> torch.Tensor:
         """Gains, always: the base row lookup is cheap, the vocabulary-sized factor product is not."""

@@ -43,16 +43,18 @@ class LoopOutcome:
 
 
 def trainable_layers(model: SpectralShiftModel, config: TrainConfig) -> list[str]:
-    """Keys of the shift layers this run trains (text-encoder shifts only when train_text_encoder)."""
+    """Keys of the shift layers this run trains (text-encoder shifts only when train_text_encoder), then of the
+    model's token rows when the config trains them."""
     keys = list(model.layers)
     if not config.train_text_encoder:
         keys = [k for k in keys if k.split(".", 1)[0] not in TEXT_ENCODER_COMPONENTS]
-    return keys
+    return keys + (list(model.token_rows()) if config.token_rows else [])
 
 
 def make_optimizer(model: SpectralShiftModel, keys: list[str], config: TrainConfig) -> torch.optim.AdamW:
-    chosen = {id(model.layers[k].delta) for k in keys}
-    text = {id(model.layers[k].delta) for k in keys if k.split(".", 1)[0] in TEXT_ENCODER_COMPONENTS}
+    layers = [k for k in keys if k in model.layers]  # the rest are token rows
+    chosen = {id(model.layers[k].delta) for k in layers}
+    text = {id(model.layers[k].delta) for k in layers if k.split(".", 1)[0] in TEXT_ENCODER_COMPONENTS}
     groups = []
     for group in model.param_groups(config.lr, config.lr_norm):
         params = [p for p in group["params"] if id(p) in chosen]  # type: ignore[attr-defined]
@@ -64,6 +66,9 @@ def make_optimizer(model: SpectralShiftModel, keys: list[str], config: TrainConf
                 groups.append({**group, "params": own, "lr": config.lr_text, "name": "text_matrix"})
         if params:
             groups.append({**group, "params": params})
+    rows = [row for key, row in model.token_rows().items() if key in keys]
+    if rows:
+        groups.append({"params": rows, "lr": config.lr_rows, "name": "rows"})
     return torch.optim.AdamW(groups, betas=(0.9, 0.999), weight_decay=config.weight_decay)
 
 
@@ -141,7 +146,8 @@ class Trainer:
         if config.mixed_precision == "fp16" and self.device.type != "cuda":
             raise TrainConfigError("fp16 mixed precision needs a CUDA device (use bf16 or no)")
         self.keys = trainable_layers(model, config)
-        self.params: list[nn.Parameter] = [model.layers[k].delta for k in self.keys]
+        rows = model.token_rows()
+        self.params: list[nn.Parameter] = [model.layers[k].delta if k in model.layers else rows[k] for k in self.keys]
         model.requires_grad_(False)
         for param in self.params:
             param.requires_grad_(True)
@@ -151,7 +157,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=half and self.device.type == "cuda")
         self.generator = torch.Generator().manual_seed(config.seed)
         self.noise_scheduler: Any = DDPMScheduler.from_config(pipe.scheduler.config)
-        self.train_text = any(k.split(".", 1)[0] in TEXT_ENCODER_COMPONENTS for k in self.keys)
+        self.train_text = any(k.split(".", 1)[0] in TEXT_ENCODER_COMPONENTS for k in self.keys)  # rows too
         self.step, self.elapsed = 0, 0.0
         self.losses: list[float] = []
 

@@ -2,8 +2,8 @@
 
 The change a shift makes, Delta W = U diag(relu(s + delta) - s) Vh, is already an SVD: its best rank-r
 approximation (Eckart-Young) keeps the r largest |relu(s + delta) - s|, and splits each kept value between the
-down (A) and up (B) matrices. Norm-scale (1-D) and embedding shifts have no LoRA form and are left out; the export
-says which layers it dropped.
+down (A) and up (B) matrices. Norm-scale (1-D) and embedding shifts, and token rows, have no LoRA form and are left
+out; the export says which it dropped.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def export_lora(model: SpectralShiftModel, shifts: Shifts, rank: int, *, scale: 
     dropped: list[str] = []
     squared_error = 0.0
     for key, delta in shifts.items():
-        layer = model.layers[key]
+        layer = model.layers.get(key)  # None for a token row, which has no LoRA form either
         if not isinstance(layer, SpectralShiftLinear | SpectralShiftConv2d):
             if bool(delta.abs().max() > 0):
                 dropped.append(key)

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,24 @@ from svdiff.layers import (
 from svdiff.targets import TEXT_ENCODER_COMPONENTS, LayerSpec, plan_layers
 
 Shifts = dict[str, torch.Tensor]
-"""Delta values keyed by `<component>.<module name>`, e.g. `unet.down_blocks.0.resnets.0.conv1`."""
+"""Delta values keyed by `<component>.<module name>`, e.g. `unet.down_blocks.0.resnets.0.conv1`, and token rows
+keyed by `<embedding key>#<token id>`, e.g. `text_encoder.text_model.embeddings.token_embedding#49406`."""
+
+ROW_MARK = "#"
+
+
+def row_key(layer_key: str, token: int) -> str:
+    return f"{layer_key}{ROW_MARK}{token}"
+
+
+def split_row_key(key: str) -> tuple[str, int] | None:
+    """(embedding layer key, token id) for a token row's key, None for a layer's."""
+    layer_key, mark, token = key.partition(ROW_MARK)
+    if not mark:
+        return None
+    if not token.isdigit():
+        raise ShiftMismatchError(f"{key}: a token row's key ends in its token id")
+    return layer_key, int(token)
 
 SHIFTABLE_COMPONENTS = ("unet", *TEXT_ENCODER_COMPONENTS)
 WRAPPERS: dict[str, type[SpectralShiftMatrix]] = {
@@ -90,13 +108,62 @@ class SpectralShiftModel:
         return sum(spec.length for spec in self.specs)
 
     def shifts(self) -> Shifts:
-        """A detached float32 copy of the current deltas."""
-        return {key: layer.delta.detach().clone() for key, layer in self.layers.items()}
+        """A detached float32 copy of the current deltas and token rows."""
+        deltas = {key: layer.delta.detach().clone() for key, layer in self.layers.items()}
+        return deltas | {key: row.detach().clone() for key, row in self.token_rows().items()}
+
+    def input_embedding_key(self, component: str = "text_encoder") -> str:
+        """The key of `component`'s shifted token embedding (where token rows live)."""
+        module: Any = self.components.get(component)
+        embedding = module.get_input_embeddings() if hasattr(module, "get_input_embeddings") else None
+        for key, layer in self.layers.items():
+            if layer is embedding and isinstance(layer, SpectralShiftEmbedding):
+                return key
+        raise ShiftMismatchError(f"{component} has no shifted token embedding to carry token rows")
+
+    def add_token_rows(self, tokens: Iterator[int] | list[int], component: str = "text_encoder") -> list[str]:
+        """Zero rows for these token ids (kept if present), trainable; returns their keys."""
+        key = self.input_embedding_key(component)
+        layer = self.layers[key]
+        assert isinstance(layer, SpectralShiftEmbedding)
+        keys = []
+        for token in tokens:
+            self._check_row(key, token, (layer.embedding_dim,))
+            if token not in layer.rows:
+                layer.rows[token] = nn.Parameter(torch.zeros(layer.embedding_dim, device=layer.delta.device))
+            keys.append(row_key(key, token))
+        return keys
+
+    def token_rows(self) -> dict[str, nn.Parameter]:
+        """Every token row, keyed as in Shifts."""
+        return {row_key(key, token): row for key, layer in self.layers.items()
+                if isinstance(layer, SpectralShiftEmbedding) for token, row in sorted(layer.rows.items())}  # fmt: skip
+
+    def drop_token_rows(self) -> None:
+        for layer in self.layers.values():
+            if isinstance(layer, SpectralShiftEmbedding):
+                layer.rows.clear()
+
+    def _check_row(self, layer_key: str, token: int, shape: tuple[int, ...]) -> str | None:
+        layer = self.layers.get(layer_key)
+        if not isinstance(layer, SpectralShiftEmbedding):
+            return f"{row_key(layer_key, token)}: token rows belong to a shifted token embedding"
+        if not 0 <= token < layer.num_embeddings:
+            return f"{row_key(layer_key, token)}: no token {token} in a vocabulary of {layer.num_embeddings}"
+        if shape != (layer.embedding_dim,):
+            return f"{row_key(layer_key, token)}: shape {shape} but a row has ({layer.embedding_dim},)"
+        return None
 
     def check(self, shifts: Mapping[str, torch.Tensor], *, strict: bool = True) -> None:
         """Raises ShiftMismatchError naming every layer whose shift is missing, unknown or the wrong length."""
         problems = []
         for key, tensor in shifts.items():
+            row = split_row_key(key)
+            if row is not None:
+                problem = self._check_row(*row, tuple(tensor.shape))
+                if problem:
+                    problems.append(problem)
+                continue
             layer = self.layers.get(key)
             if layer is None:
                 problems.append(f"{key}: no such shifted layer in this model")
@@ -109,17 +176,32 @@ class SpectralShiftModel:
             raise ShiftMismatchError(f"shifts do not fit this model: {shown}")
 
     def load_shifts(self, shifts: Mapping[str, torch.Tensor], *, strict: bool = True) -> None:
-        """Copy `shifts` into the trainable deltas (layers absent from a non-strict load are zeroed)."""
+        """Copy `shifts` into the trainable deltas and token rows (layers absent from a non-strict load are zeroed,
+        token rows absent from it dropped; a row present keeps its parameter, so an optimizer holding it goes on)."""
         self.check(shifts, strict=strict)
+        rows = {key: value for key, value in shifts.items() if split_row_key(key) is not None}
+        for key in self.token_rows().keys() - rows.keys():
+            layer_key, token = split_row_key(key)  # type: ignore[misc]
+            del self.layers[layer_key].rows[token]  # type: ignore[union-attr]
         with torch.no_grad():
             for key, layer in self.layers.items():
                 value = shifts.get(key)
                 layer.delta.copy_(value.to(layer.delta) if value is not None else torch.zeros_like(layer.delta))
+            for key, value in rows.items():
+                layer_key, token = split_row_key(key)  # type: ignore[misc]
+                embedding = self.layers[layer_key]
+                assert isinstance(embedding, SpectralShiftEmbedding)
+                if token not in embedding.rows:
+                    embedding.rows[token] = nn.Parameter(torch.zeros(embedding.embedding_dim,
+                                                                     device=embedding.delta.device))
+                embedding.rows[token].copy_(value.to(embedding.rows[token]))
 
     def zero_(self) -> None:
         with torch.no_grad():
             for layer in self.layers.values():
                 layer.delta.zero_()
+            for row in self.token_rows().values():
+                row.zero_()
 
     def requires_grad_(self, flag: bool = True) -> None:
         for layer in self.layers.values():
@@ -141,9 +223,19 @@ class SpectralShiftModel:
         for key, tensor in source.items():
             if not torch.isfinite(tensor).all():
                 raise ValueError(f"refusing to merge non-finite shifts (layer {key})")
+        rows: dict[str, dict[int, torch.Tensor]] = {}
+        for key in [k for k in source if split_row_key(k) is not None]:
+            layer_key, token = split_row_key(key)  # type: ignore[misc]
+            rows.setdefault(layer_key, {})[token] = source.pop(key).float() * scale
         try:
             for key, tensor in source.items():
                 self.layers[key].merge(tensor.float() * scale)
+            for layer_key, tokens in rows.items():
+                embedding = self.layers[layer_key]
+                assert isinstance(embedding, SpectralShiftEmbedding)
+                if not embedding.merged:
+                    embedding.merge(torch.zeros_like(embedding.delta))
+                embedding.merge_rows(tokens)
         except Exception:
             self.restore()
             raise
@@ -171,10 +263,16 @@ class SpectralShiftModel:
                     for s in shifts_per_sample
                 ]
                 layer.per_sample_delta = torch.stack(rows)
+                if isinstance(layer, SpectralShiftEmbedding):
+                    tokens = [{row[1]: value.to(layer.delta) for k, value in (s or {}).items()
+                               if (row := split_row_key(k)) is not None and row[0] == key} for s in shifts_per_sample]
+                    layer.per_sample_rows = tokens if any(tokens) else None
             yield
         finally:
             for layer in self.layers.values():
                 layer.per_sample_delta = None
+                if isinstance(layer, SpectralShiftEmbedding):
+                    layer.per_sample_rows = None
 
     def detach(self) -> None:
         """Unwrap every layer, leaving the base modules exactly as they were before attach."""

@@ -39,14 +39,17 @@ class TrainResult:
 
 @contextlib.contextmanager
 def clean_session(model: SpectralShiftModel) -> Iterator[SpectralShiftModel]:
-    """The model unmerged with zero deltas for the run; zero deltas, no grads and its grad flags back after."""
+    """The model unmerged with zero deltas and no token rows for the run; zero deltas, no token rows, no grads and
+    its grad flags back after."""
     model.restore()
     model.zero_()
+    model.drop_token_rows()
     flags = [p.requires_grad for p in model.parameters()]
     try:
         yield model
     finally:
         model.zero_()
+        model.drop_token_rows()
         for param, flag in zip(model.parameters(), flags, strict=True):
             param.grad = None
             param.requires_grad_(flag)
@@ -93,6 +96,12 @@ def prepare_subjects(pipe: Any, subjects: list[Subject], config: TrainConfig, ba
     return data, generated
 
 
+def identifier_ids(pipe: Any, subjects: list[Subject]) -> list[int]:
+    """The token ids of every subject's identifier (one or more tokens each), in order, without repeats."""
+    ids = [i for s in subjects for i in pipe.tokenizer(s.token, add_special_tokens=False).input_ids]
+    return list(dict.fromkeys(ids))
+
+
 def make_checkpoint(model: SpectralShiftModel, keys: list[str], base_model_name: str, subjects: list[Subject],
                     training: dict[str, Any]) -> Checkpoint:
     """The trained shifts only (untrained text-encoder shifts stay out of the file)."""
@@ -125,6 +134,8 @@ def train(pipe: Any, subjects: list[Subject], config: TrainConfig | None = None,
     with shift_model(pipe, shifts, config.shift_config, svd_cache) as model, clean_session(model):
         with merged(model, None):  # class images come from the plain base weights
             data, generated = prepare_subjects(pipe, subjects, config, prior_fingerprint(pipe, model), prior_cache)
+        if config.token_rows:
+            model.add_token_rows(identifier_ids(pipe, subjects))
         unmix = config.cut_mix_unmix and len(subjects) > 1 and config.unmix_weight > 0
         capture = AttentionCapture(pipe.unet, min_downsample=config.unmix_min_downsample) if unmix else None
         trainer = Trainer(pipe, model, config, lambda generator: subject_batch(data, config, generator), capture)

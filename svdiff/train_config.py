@@ -60,6 +60,11 @@ class TrainConfig:
     # uniformly, so that the subject binds to its token rather than to one sentence (empty: the paper's one prompt).
     prompt_templates: tuple[str, ...] = ()
     lr_text: float | None = None  # the text encoder's 2-D shifts; None: the same rate as the UNet's (lr)
+    # Token rows: each subject's identifier also learns an offset of its own embedding row (as Custom Diffusion
+    # trains its modifier token), which spectral shifts, shared by every token, cannot give one token alone. Off
+    # in the paper's recipe; the bundled base model's recipe turns it on (basemodel/recipe.py).
+    token_rows: bool = False
+    lr_rows: float = 3e-3
     mix_prompt: str = MIX_PROMPT
     class_prompt: str = CLASS_PROMPT
     prior_mix_prompt: str = PRIOR_MIX_PROMPT
@@ -76,6 +81,11 @@ class TrainConfig:
             raise TrainConfigError("prior preservation needs num_class_images >= 1")
         if min(self.lr, self.lr_norm, self.max_grad_norm, self.prior_weight, self.unmix_weight) < 0:
             raise TrainConfigError("learning rates, weights and max_grad_norm must be non-negative")
+        if not self.lr_rows >= 0:
+            raise TrainConfigError("lr_rows must be non-negative")
+        if self.token_rows and not (self.train_text_encoder and self.shift_config.text_encoder):
+            raise TrainConfigError("token_rows trains the text encoder's token embedding: it needs "
+                                   "train_text_encoder and shift_config.text_encoder")
         if self.lr_text is not None and not self.lr_text >= 0:
             raise TrainConfigError("lr_text must be non-negative (or None for the UNet's rate)")
         for template in (self.subject_prompt, *self.prompt_templates):
