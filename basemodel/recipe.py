@@ -1,9 +1,9 @@
 """The SVDiff recipe the service trains with on this base model (pure Python: the API reads it without torch).
 
-Stable Diffusion keeps the paper's recipe (lr 1e-3, one instance prompt, `core.settings`). This base model's
-rate and step budget are the ones `make bench-quality` calibrated on a subject it never scores; its prompt
-templates are the recipe change that benchmark scores against the paper's single prompt ("Recipe ablations" in
-bench/results/quality.md).
+Stable Diffusion keeps the paper's recipe (lr 1e-3, one instance prompt, no token rows, `core.settings`). This base
+model's rate and step budget are the ones `make bench-quality` calibrated on a subject it never scores; its prompt
+templates and token rows are the recipe changes that benchmark scores against the paper's recipe ("Recipe
+ablations" in bench/results/quality.md).
 """
 
 from __future__ import annotations
@@ -13,6 +13,14 @@ from __future__ import annotations
 # sits on the grid's corner; the rule's widening (2.7e-2, 800 steps) did not run in the session's time.
 LEARNING_RATE = 9e-3
 STEPS = 400
+# Token rows (svdiff.TrainConfig.token_rows): the identifier's own embedding row learns an offset beside the shifts.
+# Chosen on the calibration subject, which is never scored (purple-dotted-square, 400 steps at 9e-3, 48 context
+# samples): subject fidelity 0.042 [0.01, 0.14] without, 0.167 [0.09, 0.30] at a row rate of 1e-3, 0.271
+# [0.17, 0.41] at 3e-3, 0.229 [0.13, 0.37] at 9e-3, 0.271 [0.17, 0.41] at 2.7e-2 (2026-12-04, the diagnostic that
+# `python -m bench.quality.probe_rows` runs). The rows lift the instance details, which the identifier's alias in
+# the base pulls the other way.
+TOKEN_ROWS = True
+TOKEN_ROWS_LEARNING_RATE = 3e-3
 # Phrasings of the instance prompt besides svdiff's "a photo of a {token} {class_word}", in the world's own words.
 PROMPT_TEMPLATES: tuple[str, ...] = ("a {token} {class_word}", "a photo of {token} {class_word}",
                                      "{token} {class_word}")  # fmt: skip

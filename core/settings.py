@@ -63,10 +63,11 @@ def recipe_defaults(base_model: str) -> dict[str, Any]:
             from basemodel import recipe  # pure Python: no torch
 
             return {"default_training_steps": recipe.STEPS, "default_learning_rate": recipe.LEARNING_RATE,
-                    "prompt_templates": recipe.PROMPT_TEMPLATES}  # fmt: skip
+                    "prompt_templates": recipe.PROMPT_TEMPLATES, "token_rows": recipe.TOKEN_ROWS,
+                    "token_rows_learning_rate": recipe.TOKEN_ROWS_LEARNING_RATE}  # fmt: skip
         except Exception:
             pass
-    return {"default_training_steps": 400, "default_learning_rate": 1e-3, "prompt_templates": ()}
+    return {"default_training_steps": 400, "default_learning_rate": 1e-3, "prompt_templates": (), "token_rows": False}
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -122,6 +123,9 @@ class Settings(BaseSettings):
     # Queued and running jobs per user and queue: past it, a create is a 429 naming the limit.
     max_active_jobs_per_user: dict[str, int] = Field(default_factory=lambda: {"training": 4, "inference": 32})
     db_retry_seconds: float = Field(default=120.0, ge=0)  # a worker's progress and result writes wait this long
+    # A worker's storage calls for a job (photos, saved state, outputs) wait this long for an S3 server that does
+    # not answer, instead of failing the attempt at once (core.storage.RetryingStorage)
+    storage_retry_seconds: float = Field(default=120.0, ge=0)
     # A running job that makes no step for this long (before its first: for prepare_timeout) stops beating and
     # is taken over once its heartbeat is stale.
     step_timeout_seconds: float = Field(default=300.0, gt=0)
@@ -134,6 +138,8 @@ class Settings(BaseSettings):
     max_training_steps: int = 5000
     default_learning_rate: float = 1e-3  # unset: recipe_defaults(base_model)
     prompt_templates: tuple[str, ...] = ()  # extra instance-prompt phrasings; unset: recipe_defaults(base_model)
+    token_rows: bool = False  # identifiers learn their own embedding row (svdiff token rows); unset: recipe_defaults
+    token_rows_learning_rate: float = Field(default=3e-3, ge=0)
     checkpoint_every_steps: int = Field(default=50, ge=1)
 
     # Rate limits per API key, in fixed windows; counted in Redis when the broker (or rate_limit_storage) is Redis

@@ -44,7 +44,8 @@ class MethodRuntime:
     def __init__(self, base_model: str, *, device: str = "cpu", dtype: str = "float32",
                  svd_cache: Path | None = None, class_images: int = 200, class_image_steps: int = 50,
                  edit_finetune_steps: int = 300, checkpoint_cache_size: int = 16,
-                 prompt_templates: tuple[str, ...] = ()) -> None:
+                 prompt_templates: tuple[str, ...] = (), token_rows: bool = False,
+                 token_rows_learning_rate: float = 3e-3) -> None:
         self.base_model = base_model
         self.pipe: Any = svdiff.load_pipeline(base_model, device=device, dtype=DTYPES[dtype])
         self.pipe.set_progress_bar_config(disable=True)
@@ -54,6 +55,7 @@ class MethodRuntime:
         self.class_image_steps = class_image_steps
         self.edit_finetune_steps = edit_finetune_steps
         self.prompt_templates = prompt_templates
+        self.token_rows, self.token_rows_learning_rate = token_rows, token_rows_learning_rate
         self._checkpoints: OrderedDict[str, Checkpoint] = OrderedDict()
         self._cache_size = checkpoint_cache_size
 
@@ -79,7 +81,7 @@ class MethodRuntime:
             cut_mix_unmix=params.cut_mix_unmix, train_text_encoder=params.train_text_encoder,
             checkpoint_every=params.checkpoint_every, seed=params.seed, num_class_images=self.class_images,
             class_image_steps=self.class_image_steps, mixed_precision=self.mixed_precision,  # type: ignore[arg-type]
-            prompt_templates=self.prompt_templates,
+            prompt_templates=self.prompt_templates, token_rows=self.token_rows, lr_rows=self.token_rows_learning_rate,
         )
         resume = _readable_state(resume_state)
         result = svdiff.train(
@@ -172,7 +174,8 @@ def current_runtime() -> MethodRuntime:
                 settings.base_model, device=settings.device, dtype=settings.dtype,
                 svd_cache=settings.svd_cache_path, class_images=settings.class_images,
                 class_image_steps=settings.class_image_steps, edit_finetune_steps=settings.edit_finetune_steps,
-                prompt_templates=settings.prompt_templates,
+                prompt_templates=settings.prompt_templates, token_rows=settings.token_rows,
+                token_rows_learning_rate=settings.token_rows_learning_rate,
             )
         _local.runtime = runtime
     return runtime

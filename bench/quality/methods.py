@@ -58,7 +58,8 @@ def train_config(settings: Settings, **overrides: Any) -> TrainConfig:
     values: dict[str, Any] = {"steps": settings.steps, "num_class_images": settings.num_class_images,
                               "class_image_steps": settings.sample_steps, "class_image_guidance": settings.guidance,
                               "seed": settings.seed, "checkpoint_every": 0,
-                              "prompt_templates": settings.prompt_templates}  # fmt: skip
+                              "prompt_templates": settings.prompt_templates, "token_rows": settings.token_rows,
+                              "lr_rows": settings.lr_rows}  # fmt: skip
     return TrainConfig(**(values | overrides))
 
 

@@ -36,8 +36,9 @@ PARTS = frozenset({"scored", "stress", "ablations", "pairs"})
 
 def ablations(settings: Settings) -> dict[str, dict[str, Any]]:
     """SVDiff recipe variants (TrainConfig overrides) each scored on the scored subjects, at SVDiff's calibrated
-    rate and steps: each row removes one change the recipe keeps (here the prompt templates)."""
-    return {"one prompt (the paper's, no templates)": {"prompt_templates": ()}}
+    rate and steps: each row removes one change the recipe keeps (the token rows, the prompt templates)."""
+    return {"no token rows (spectral shifts alone)": {"token_rows": False},
+            "one prompt (the paper's, no templates)": {"prompt_templates": ()}}
 
 
 class Bench:

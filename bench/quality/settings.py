@@ -24,7 +24,7 @@ from basemodel import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 # The instance prompt's phrasings in the recipe (svdiff.TrainConfig.prompt_templates), fixed before any scored
 # run; the ablation "one prompt" trains without them.
-from basemodel.recipe import PROMPT_TEMPLATES
+from basemodel.recipe import PROMPT_TEMPLATES, TOKEN_ROWS, TOKEN_ROWS_LEARNING_RATE
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Settings:
     lora_lr: float = 3e-4
     lora_rank: int = 4
     prompt_templates: tuple[str, ...] = PROMPT_TEMPLATES
+    token_rows: bool = TOKEN_ROWS  # SVDiff only: the baselines train their own parameters (full: every row)
+    lr_rows: float = TOKEN_ROWS_LEARNING_RATE
     context_samples: int = 8  # per context prompt (6 prompts per subject)
     calibration_samples: int = 3  # per context prompt of the calibration subject
     drift_samples: int = 16

@@ -108,6 +108,9 @@ def test_training_defaults_are_the_bundled_models_recipe_and_the_papers_elsewher
         recipe.STEPS, recipe.LEARNING_RATE, recipe.PROMPT_TEMPLATES)
     sd = Settings(_env_file=None, base_model="runwayml/stable-diffusion-v1-5")  # type: ignore[call-arg]
     assert (sd.default_training_steps, sd.default_learning_rate, sd.prompt_templates) == (400, 1e-3, ())
+    assert (bundled.token_rows, bundled.token_rows_learning_rate) == (
+        recipe.TOKEN_ROWS, recipe.TOKEN_ROWS_LEARNING_RATE)
+    assert sd.token_rows is False  # the paper's recipe
     monkeypatch.setenv("SVDIFF_DEFAULT_LEARNING_RATE", "5e-4")
     assert Settings(_env_file=None).default_learning_rate == 5e-4  # type: ignore[call-arg]
 
