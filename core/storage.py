@@ -9,19 +9,23 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from core.errors import BlobNotFound, StorageUnavailable
 from core.presign import S3Presigner, fast_presigner
 from core.settings import Settings
 
 CHUNK = 1024 * 1024
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
+R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 
 class Storage(Protocol):
@@ -117,6 +121,58 @@ def _disk(action: str, key: str, missing_is_absent: bool = True) -> Iterator[Non
         raise StorageUnavailable(f"blob folder: cannot {action} {key!r}: {exc.strerror or exc}") from exc
     except OSError as exc:
         raise StorageUnavailable(f"blob folder: cannot {action} {key!r}: {exc.strerror or exc}") from exc
+
+
+class RetryingStorage:
+    """A worker's storage for its jobs: a call the server does not answer (StorageUnavailable) is tried again with
+    exponential backoff for up to `seconds`, then the last error is raised, as a worker's database writes are
+    (`worker.lifecycle.retrying`). An S3 outage of seconds delays the job instead of costing it an attempt; and
+    since a claimed job that cannot store anything no longer ends at once, a worker does not run through its
+    queue's backlog during an outage, taking an attempt from each job. A missing blob (BlobNotFound) is an
+    answer, not retried; streaming (`iter_chunks`) and signing links are passed through."""
+
+    def __init__(self, inner: Storage, seconds: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.inner, self.seconds, self.sleep = inner, seconds, sleep
+
+    def _retry(self, what: str, key: str, call: Callable[[], R]) -> R:
+        deadline = time.monotonic() + self.seconds
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return call()
+            except StorageUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("storage %s of %s: %s; retrying in %.1f s", what, key, exc, delay)
+                self.sleep(delay)
+                delay = min(2 * delay, RETRY_MAX_S)
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._retry("put", key, lambda: self.inner.put(key, data, content_type))
+
+    def get(self, key: str) -> bytes:
+        return self._retry("get", key, lambda: self.inner.get(key))
+
+    def iter_chunks(self, key: str) -> Iterator[bytes]:
+        return self.inner.iter_chunks(key)
+
+    def delete(self, key: str) -> None:
+        self._retry("delete", key, lambda: self.inner.delete(key))
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self._retry("delete", prefix, lambda: self.inner.delete_prefix(prefix))
+
+    def exists(self, key: str) -> bool:
+        return self._retry("head", key, lambda: self.inner.exists(key))
+
+    def size(self, key: str) -> int:
+        return self._retry("head", key, lambda: self.inner.size(key))
+
+    def presigned_url(self, key: str, expires_in: int, filename: str | None = None) -> str:
+        return self.inner.presigned_url(key, expires_in, filename)
+
+    def check(self) -> None:
+        self._retry("check", "the bucket", self.inner.check)
 
 
 class LocalStorage:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -11,6 +12,7 @@ from celery import Celery
 
 from core.runtime import Runtime, build_runtime
 from core.settings import get_settings
+from core.storage import RetryingStorage
 
 _runtime: Runtime | None = None
 _lock = threading.Lock()
@@ -22,6 +24,16 @@ def runtime_for(app: Celery) -> Runtime:
         if _runtime is None:
             _runtime = build_runtime(get_settings(), celery=app)
         return _runtime
+
+
+def job_runtime(runtime: Runtime) -> Runtime:
+    """The runtime a job task runs with: its storage waits out an outage (`core.storage.RetryingStorage`, up to
+    `storage_retry_seconds`) instead of failing the attempt. The reconciler and clean-ups keep the plain storage:
+    they must not stall on a server that is down (the outbox retries them later)."""
+    if isinstance(runtime.storage, RetryingStorage):
+        return runtime
+    storage = RetryingStorage(runtime.storage, runtime.settings.storage_retry_seconds)
+    return dataclasses.replace(runtime, storage=storage)
 
 
 def bind_runtime(runtime: Runtime | None) -> None:

@@ -15,7 +15,7 @@ from core.generation_options import FORMATS, PNG, ImageFormat, encode
 from core.runtime import Runtime
 from models import Checkpoint, Edit, Generation, Job, JobImage
 from worker import method
-from worker.context import runtime_for, worker_id
+from worker.context import job_runtime, runtime_for, worker_id
 from worker.lifecycle import Handler, Progress, run_next
 
 
@@ -93,13 +93,13 @@ def inference_handlers(runtime: Runtime) -> dict[str, Handler[Any]]:
 @shared_task(name=GENERATE, bind=True)
 def generate(self: Task, generation_id: str) -> str:
     """Runs the next inference job in the fair order: a generation, or an edit (their messages are alike)."""
-    runtime = runtime_for(self.app)
+    runtime = job_runtime(runtime_for(self.app))
     return run_next(runtime, "inference", generation_id, worker_id(self.request.hostname), inference_handlers(runtime))
 
 
 @shared_task(name=EDIT, bind=True)
 def edit(self: Task, edit_id: str) -> str:
-    runtime = runtime_for(self.app)
+    runtime = job_runtime(runtime_for(self.app))
     return run_next(runtime, "inference", edit_id, worker_id(self.request.hostname), inference_handlers(runtime))
 
 
@@ -119,4 +119,4 @@ def export_lora_blob(runtime: Runtime, checkpoint_id: str, rank: int) -> str | N
 
 @shared_task(name=EXPORT_LORA, bind=True)
 def export_lora(self: Task, checkpoint_id: str, rank: int) -> str | None:
-    return export_lora_blob(runtime_for(self.app), checkpoint_id, rank)
+    return export_lora_blob(job_runtime(runtime_for(self.app)), checkpoint_id, rank)

@@ -18,7 +18,7 @@ from core.runtime import Runtime
 from core.storage import Storage
 from models import Checkpoint, Photo, Training
 from worker import method
-from worker.context import runtime_for, worker_id
+from worker.context import job_runtime, runtime_for, worker_id
 from worker.lifecycle import Handler, Progress, run_job, run_next
 
 
@@ -137,5 +137,5 @@ def training_handlers(runtime: Runtime) -> dict[str, Handler[Any]]:
 
 @shared_task(name=TRAIN, bind=True)
 def train(self: Task, training_id: str) -> str:
-    runtime = runtime_for(self.app)
+    runtime = job_runtime(runtime_for(self.app))
     return run_next(runtime, "training", training_id, worker_id(self.request.hostname), training_handlers(runtime))
