@@ -45,8 +45,14 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
               "positions_repaired": 0}
     with session_scope(runtime.sessions) as session:
         counts["resent"] = _resend_lost_messages(session, runtime, requeue_before)
+        # Locked, skipping the rows locked now: a job whose worker is writing its results holds its row (until
+        # SUCCEEDED commits) and is not silent; read unlocked, its requeue would overwrite that final state once
+        # the lock is released, and the job would run again.
         silent = session.scalars(
-            select(Job).where(Job.status == RUNNING, Job.heartbeat_at < silent_before).limit(BATCH)
+            select(Job)
+            .where(Job.status == RUNNING, Job.heartbeat_at < silent_before)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
         ).all()
         for job in silent:
             if job.attempts >= settings.max_job_attempts:

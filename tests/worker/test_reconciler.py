@@ -93,3 +93,32 @@ def test_live_jobs_are_left_alone(
     set_job(runtime, training["id"], status="running", worker_id="alive", attempts=1, heartbeat_at=utcnow())
     reconcile(runtime)
     assert status(client, user, training["id"])["status"] == "running"
+
+
+def test_a_job_storing_its_results_is_not_taken_back(
+    client: httpx.Client, user: dict[str, str], runtime: Any, training: dict[str, Any]
+) -> None:
+    """A worker writing a job's results holds its row until SUCCEEDED commits; its heartbeat may be stale by then
+    (the beats stop when the work returns; the write may wait on the database or storage). The reconciler read the
+    row unlocked and its requeue waited on that lock, then overwrote the final state: a succeeded job went back to
+    the queue and ran again. It now skips the rows locked now."""
+    import threading
+
+    set_job(runtime, training["id"], status="running", worker_id="storing", attempts=1,
+            heartbeat_at=utcnow() - timedelta(hours=1))  # fmt: skip
+    holder = runtime.sessions()
+    job = holder.get(Job, training["id"], with_for_update=True)  # as worker.lifecycle's store() does
+    assert job is not None
+    counts: list[dict[str, int]] = []
+    reconciler = threading.Thread(target=lambda: counts.append(reconcile(runtime)), daemon=True)
+    reconciler.start()
+    reconciler.join(timeout=10)
+    try:
+        assert not reconciler.is_alive(), "the reconciler waited on the row a worker holds"
+    finally:
+        job.status = "succeeded"
+        job.finished_at = utcnow()
+        holder.commit()
+        holder.close()
+        reconciler.join(timeout=30)
+    assert status(client, user, training["id"])["status"] == "succeeded"
