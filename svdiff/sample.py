@@ -68,8 +68,8 @@ def merged(model: SpectralShiftModel | None, shifts: Shifts | None) -> Iterator[
         yield
         return
     given = shifts or {}
-    model.merge({key: given[key] if key in given else torch.zeros_like(layer.delta)
-                 for key, layer in model.layers.items()})
+    zeros = {key: torch.zeros_like(layer.delta) for key, layer in model.layers.items() if key not in given}
+    model.merge(dict(given) | zeros)  # token rows too
     try:
         yield
     finally:

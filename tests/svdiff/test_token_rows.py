@@ -154,3 +154,17 @@ def test_lora_export_lists_rows_as_dropped(pipe, model):
     export = export_lora(model, shifts, rank=2)
     assert any("#" in key for key in export.dropped)
     assert not any("#" in key for key in export.state_dict)
+
+
+def test_sampling_merges_a_checkpoints_rows(pipe, model):
+    """svdiff.sample.merged, the path of generate(): rows in the given shifts reach the weights (regression: it once
+    merged only the layers' keys, so images ignored the rows)."""
+    from svdiff.sample import merged
+
+    shifts = with_rows(model, pipe, "xq")
+    layers_only = {k: v for k, v in shifts.items() if split_row_key(k) is None}
+    with merged(model, shifts):
+        full = encode(pipe, ["a xq dog"])
+    with merged(model, layers_only):
+        without = encode(pipe, ["a xq dog"])
+    assert not torch.allclose(full, without)

@@ -150,3 +150,35 @@ def test_resume_from_a_saved_state_and_ignore_an_unreadable_one(runtime: MethodR
     assert resumed.metadata["resumed_from"] == 2
     assert deserialize(resumed.checkpoint).metadata.training["step"] == 5
     assert run(b"not a state").metadata["resumed_from"] == 0
+
+
+def test_token_rows_reach_the_checkpoint_and_its_images(runtime: MethodRuntime, tmp_path: Path) -> None:
+    """With the recipe's token rows on (the bundled base's), the checkpoint carries the identifier's rows, and the
+    generation path (merge, and per-sample batching across subjects) applies them."""
+    runtime.token_rows, runtime.token_rows_learning_rate = True, 1e-1
+    try:
+        subject = method.SubjectInput("sks", "dog", [_photo((200, 30, 30)), _photo((30, 200, 30))])
+        output = runtime.train([subject], _params(), progress=lambda s, t: True, resume_state=None,
+                               save_state=lambda state: None, prior_cache=DirectoryCache(tmp_path))
+    finally:
+        runtime.token_rows = False
+    checkpoint = deserialize(output.checkpoint)
+    rows = [key for key, group in checkpoint.groups.items() if group == "rows"]
+    assert rows and all(checkpoint.shifts[key].abs().max() > 0 for key in rows)
+    assert runtime.shifts.token_rows() == {}  # the resident model is handed back without them
+    request = method.GenerationInput("a sks dog", None, 1, seed=3, steps=2, guidance_scale=2.0, width=None, height=None)
+    with_rows = runtime.generate(request, [("rows-1", output.checkpoint, 1.0)], progress=lambda s, t: True)
+    without = {key: value for key, value in checkpoint.shifts.items() if key not in rows}
+    runtime.shifts.merge(without)
+    try:
+        pipe_image = runtime.pipe("a sks dog", num_inference_steps=2, guidance_scale=2.0,
+                                  generator=torch.Generator().manual_seed(3)).images[0]
+    finally:
+        runtime.shifts.restore()
+    assert with_rows[0].png != _png(pipe_image)  # the rows change the image
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
