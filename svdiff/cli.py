@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-image-steps", type=int, default=TrainConfig.class_image_steps)
     p.add_argument("--no-prior", action="store_true", help="train without prior preservation")
     p.add_argument("--no-text-encoder", action="store_true", help="leave the text encoder's shifts at zero")
+    p.add_argument("--token-rows", action="store_true",
+                   help="also learn each identifier's own embedding row (off in the paper's recipe)")
+    p.add_argument("--lr-rows", type=float, default=TrainConfig.lr_rows, help="the token rows' learning rate")
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default=None)
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--prior-cache", type=Path, default=_cache_root() / "prior")
@@ -139,7 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
                          class_image_steps=args.class_image_steps, prior_preservation=not args.no_prior,
                          train_text_encoder=not args.no_text_encoder, mixed_precision=precision,
                          gradient_checkpointing=args.gradient_checkpointing, seed=args.seed,
-                         checkpoint_every=args.checkpoint_every)
+                         checkpoint_every=args.checkpoint_every, token_rows=args.token_rows, lr_rows=args.lr_rows)
     resume = args.state.read_bytes() if args.state is not None and args.state.exists() else None
     bar = tqdm(total=config.steps, desc="train", unit="step")
     interrupt = StopOnInterrupt()

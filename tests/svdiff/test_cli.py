@@ -82,3 +82,16 @@ def test_load_pipeline_switches_to_ddim_from_the_models_own_config(tmp_path):
     pipe = load_pipeline(tmp_path / "pndm")
     assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.safety_checker is None
     assert pipe.scheduler.config.beta_schedule == "scaled_linear" and pipe.scheduler.config.beta_end == 0.012
+
+
+def test_token_rows_from_the_command_line(base, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        photo(i, (30, 200, 30)).save(photos / f"{i}.png")
+    checkpoint = tmp_path / "xq.safetensors"
+    code = main(["train", "--base", base, "--subject", f"xq:dog:{photos}", "--out", str(checkpoint), "--steps", "2",
+                 "--no-prior", "--token-rows", "--lr-rows", "0.05", "--svd-cache", str(tmp_path / "svd")])
+    assert code == 0
+    loaded = load_checkpoint(checkpoint)
+    assert "rows" in loaded.groups.values() and loaded.metadata.training["token_rows"] is True
