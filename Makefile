@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint typecheck demo run bench-train bench-svd bench-size bench-quality bench-serve bench-api base-model clean
+.PHONY: install test test-slow lint typecheck demo run bench-train bench-svd bench-size bench-quality bench-serve bench-api bench-faults base-model clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench-serve: $(STAMP)
 # The API under load (wrk; Debian: apt-get install -y wrk) in its production configuration: README "API under load".
 bench-api: $(STAMP)
 	$(PY) -m bench.api
+
+# The service's processes on loopback under injected faults (worker SIGKILLs, Redis emptied, PostgreSQL restarted,
+# S3 down 30 s, the API restarted): README "Faults under load".
+bench-faults: $(STAMP)
+	$(PY) -m bench.faults
 
 base-model: $(STAMP)
 	$(PY) -m basemodel.build
