@@ -92,6 +92,7 @@ class Fault:
     target_attempts: int = 0  # its attempts when killed
     affected: list[str] = field(default_factory=list)  # jobs running or queued at injection
     recovered_at: float | None = None
+    settled_at: float | None = None  # every job in flight at injection ended (`settled_at`)
 
     @property
     def down_s(self) -> float:
@@ -117,6 +118,18 @@ def recovered_at(fault: Fault, events: Sequence[Event]) -> float | None:
         elif event.t >= fault.restored_at and event.what in after_restore[fault.kind]:
             return event.t
     return None
+
+
+def settled_at(fault: Fault, events: Sequence[Event]) -> float | None:
+    """When the last of the jobs in flight at the injection (queued or running: their messages, their workers)
+    ended; None if one never did."""
+    ended: dict[str, float] = {}
+    for event in events:
+        if event.what in TERMINAL and event.job_id in fault.affected and event.t >= fault.at:
+            ended[event.job_id] = min(event.t, ended.get(event.job_id, event.t))
+    if any(job not in ended for job in fault.affected):
+        return None
+    return max(ended.values(), default=fault.at)
 
 
 @dataclass
@@ -183,12 +196,13 @@ def _two_outputs(row: JobRow, num_images: int, outputs: list[Output]) -> str | N
 
 
 def table(faults: Sequence[Fault], start: float) -> str:
-    rows = ["| fault | at s | down s | recovery s | measured by | jobs affected |",
-            "| --- | ---: | ---: | ---: | --- | ---: |"]  # fmt: skip
+    rows = ["| fault | at s | down s | recovery s | measured by | jobs in flight | all of them ended after s |",
+            "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]  # fmt: skip
     for fault in faults:
         recovery = "never" if fault.recovery_s is None else f"{fault.recovery_s:.1f}"
+        settled = "never" if fault.settled_at is None else f"{fault.settled_at - fault.at:.1f}"
         rows.append(f"| {fault.name} | {fault.at - start:.0f} | {fault.down_s:.1f} | {recovery} | "
-                    f"{RECOVERY[fault.kind]} | {len(fault.affected)} |")  # fmt: skip
+                    f"{RECOVERY[fault.kind]} | {len(fault.affected)} | {settled} |")  # fmt: skip
     return "\n".join(rows)
 
 

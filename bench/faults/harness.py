@@ -20,7 +20,7 @@ import httpx
 
 from bench.api import stack
 from bench.faults import services
-from bench.faults.accounting import TERMINAL, Event, Fault, JobRow, Output, Submission
+from bench.faults.accounting import TERMINAL, Event, Fault, JobRow, Output, Submission, settled_at
 
 ROOT = stack.ROOT
 PHOTO_SETS = ("green-dotted-diamond", "red-striped-cross", "yellow-striped-circle")
@@ -375,6 +375,7 @@ class Harness:
         time.sleep(1.0)  # the monitor's last read
         for fault in self.faults:
             fault.recovered_at = _recovered(fault, self.events + self.monitor.events)
+            fault.settled_at = settled_at(fault, self.monitor.events)
         return self.stream.submissions, start, time.time()
 
     def _alive(self) -> None:

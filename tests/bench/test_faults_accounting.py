@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.faults import accounting
 from bench.faults.__main__ import faults_of
-from bench.faults.accounting import Event, Fault, JobRow, Output, Submission, judge, recovered_at
+from bench.faults.accounting import Event, Fault, JobRow, Output, Submission, judge, recovered_at, settled_at
 
 
 def sub(tag: int, kind: str = "generation", job_id: str | None = None, images: int = 2) -> Submission:
@@ -86,10 +86,19 @@ def test_table_and_last_line() -> None:
         "faults: jobs=7 injected=4 lost=0 duplicated=0 failed=1 max_recovery_s=57.0"  # never recovered: until the end
     )
     lines = accounting.table(faults, start=100.0).splitlines()
-    assert lines[2] == "| redis-flushall | 10 | 0.0 | 2.5 | a job claimed from the broker | 2 |"
+    assert lines[2] == "| redis-flushall | 10 | 0.0 | 2.5 | a job claimed from the broker | 2 | never |"
     assert lines[3].startswith("| api-restart | 100 | 3.0 | never |")
     assert lines[4].startswith("| s3-down-30s | 110 | 30.0 | 5.0 |")
     assert lines[5].startswith("| kill-training-task | 150 | 1.0 | 12.0 |")
+
+
+def test_settled_when_every_job_in_flight_ended() -> None:
+    fault = Fault("redis-flushall", "redis", at=10.0, restored_at=10.0, affected=["a", "b"])
+    events = [Event(5.0, "succeeded", "c"), Event(12.0, "claimed", "a"), Event(14.0, "succeeded", "a")]
+    assert settled_at(fault, events) is None  # b never ended
+    events.append(Event(31.0, "failed", "b"))
+    assert settled_at(fault, events) == 31.0
+    assert settled_at(Fault("api-restart", "api", 1.0, 2.0), []) == 1.0  # nothing in flight
 
 
 def test_fault_selection() -> None:
