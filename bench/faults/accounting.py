@@ -80,6 +80,7 @@ class Event:
     t: float
     what: str
     job_id: str | None = None
+    attempts: int = 0  # a claim's attempt number
 
 
 @dataclass
@@ -113,7 +114,9 @@ def recovered_at(fault: Fault, events: Sequence[Event]) -> float | None:
                      "api": ("accepted",)}  # fmt: skip
     for event in sorted(events, key=lambda e: e.t):
         if fault.kind == "kill":
-            if event.t >= fault.at and event.job_id == fault.target and event.what in TAKEN_OVER:
+            # a claim seen only now may be the killed attempt's own (the monitor reads twice a second)
+            again = event.what != "claimed" or event.attempts > fault.target_attempts
+            if event.t >= fault.at and event.job_id == fault.target and event.what in TAKEN_OVER and again:
                 return event.t
         elif event.t >= fault.restored_at and event.what in after_restore[fault.kind]:
             return event.t

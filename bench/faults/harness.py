@@ -136,7 +136,7 @@ class Monitor(threading.Thread):
             for job_id, kind, queue, user, status, attempts, step, total, worker, finished in rows:
                 old = self.jobs.get(job_id)
                 if attempts > 0 and (old is None or attempts > old["attempts"]):
-                    self.events.append(Event(now, "claimed", job_id))
+                    self.events.append(Event(now, "claimed", job_id, attempts))
                 if status == "queued" and old is not None and old["status"] == "running":
                     self.events.append(Event(now, "requeued", job_id))  # the reconciler took a lost job back
                 if status in TERMINAL and (old is None or old["status"] not in TERMINAL):

@@ -64,8 +64,10 @@ def test_failures_say_why() -> None:
 def test_recovery_by_kind_of_fault() -> None:
     events = [Event(9.0, "claimed", "x"), Event(11.0, "succeeded", "y"), Event(12.0, "requeued", "k"),
               Event(13.0, "claimed", "z"), Event(14.0, "accepted", "n"), Event(20.0, "claimed", "k")]  # fmt: skip
-    kill = Fault("kill-training-task", "kill", at=10.0, restored_at=10.0, target="k")
+    kill = Fault("kill-training-task", "kill", at=10.0, restored_at=10.0, target="k", target_attempts=1)
     assert recovered_at(kill, events) == 12.0  # taken back by the reconciler, before it ran again
+    late = [Event(10.2, "claimed", "k", attempts=1), Event(25.0, "claimed", "k", attempts=2)]
+    assert recovered_at(kill, late) == 25.0  # the killed attempt's own claim, seen late, is not a takeover
     assert recovered_at(Fault("redis-flushall", "redis", 10.0, 10.0), events) == 13.0  # claims only
     assert recovered_at(Fault("postgres-restart", "postgres", 10.0, 10.5), events) == 11.0
     assert recovered_at(Fault("s3-down-30s", "s3", 5.0, 10.0), events) == 11.0  # after the outage ended
