@@ -127,12 +127,12 @@ def settled_at(fault: Fault, events: Sequence[Event]) -> float | None:
     """When the last of the jobs in flight at the injection (queued or running: their messages, their workers)
     ended; None if one never did."""
     ended: dict[str, float] = {}
-    for event in events:
-        if event.what in TERMINAL and event.job_id in fault.affected and event.t >= fault.at:
+    for event in events:  # a job the monitor still saw running may have ended just before the injection
+        if event.what in TERMINAL and event.job_id in fault.affected:
             ended[event.job_id] = min(event.t, ended.get(event.job_id, event.t))
     if any(job not in ended for job in fault.affected):
         return None
-    return max(ended.values(), default=fault.at)
+    return max(fault.at, *ended.values())
 
 
 @dataclass

@@ -101,6 +101,8 @@ def test_settled_when_every_job_in_flight_ended() -> None:
     events.append(Event(31.0, "failed", "b"))
     assert settled_at(fault, events) == 31.0
     assert settled_at(Fault("api-restart", "api", 1.0, 2.0), []) == 1.0  # nothing in flight
+    # seen in flight, but it had ended (its finish time is the database's) just before the injection
+    assert settled_at(Fault("api-restart", "api", 10.0, 12.0, affected=["c"]), events) == 10.0
 
 
 def test_fault_selection() -> None:
