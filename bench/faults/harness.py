@@ -417,7 +417,9 @@ class Harness:
 
     def _mid_task(self, worker: services.Worker, queue: str, min_fraction: float) -> tuple[int, Any] | None:
         """The worker's pool process and the job it runs now, read from the database at this moment (a job's
-        `worker_id` names the process: host:pid:thread), past `min_fraction` of its steps and not at its last."""
+        `worker_id` names the process: host:pid:thread), past `min_fraction` of its steps and not at its last, and
+        not killed before: a job killed MAX_JOB_ATTEMPTS times fails by design (a killed training resumes at the
+        head of its queue, so the next kill would find it again: a first run killed one three times)."""
         import psycopg
 
         dsn = self.env["SVDIFF_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
@@ -427,8 +429,9 @@ class Harness:
                     row = conn.execute(
                         "SELECT id, attempts, progress_step, progress_total FROM jobs WHERE queue = %s AND "
                         "status = 'running' AND worker_id LIKE %s AND progress_step >= 1 AND "
-                        "progress_step >= %s * progress_total AND progress_step < progress_total",
-                        (queue, f"%:{pid}:%", min_fraction),
+                        "progress_step >= %s * progress_total AND progress_step < progress_total AND "
+                        "NOT (id = ANY(%s))",
+                        (queue, f"%:{pid}:%", min_fraction, [f.target for f in self.faults if f.target]),
                     ).fetchone()
             except psycopg.Error:
                 return None
