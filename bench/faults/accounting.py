@@ -132,7 +132,7 @@ def settled_at(fault: Fault, events: Sequence[Event]) -> float | None:
             ended[event.job_id] = min(event.t, ended.get(event.job_id, event.t))
     if any(job not in ended for job in fault.affected):
         return None
-    return max(fault.at, *ended.values())
+    return max([fault.at, *ended.values()])
 
 
 @dataclass
