@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import case, func, select, update
@@ -21,6 +20,7 @@ from core.errors import StorageUnavailable
 from core.events import job_channel
 from core.fairness import next_in_line
 from core.jobs import change_status, fail
+from core.liveness import is_silent
 from core.runtime import Runtime
 from models import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, utcnow
 from worker.method import Canceled
@@ -58,7 +58,7 @@ def claim(runtime: Runtime, job_id: str, worker: str) -> Job | None:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None:
             return None
-        if not (job.status == QUEUED or _silent(runtime, job)):
+        if not (job.status == QUEUED or is_silent(session, runtime.settings, job)):
             log.info("job %s is %s: nothing to do", job_id, job.status)
             return None
         return _take(session, runtime, job, worker)
@@ -70,9 +70,9 @@ def claim_next(runtime: Runtime, queue: str, hint: str, worker: str) -> Job | No
     tokens, one per job sent, and the database decides which job runs next. None when nothing waits."""
     with _claim_lock(runtime), session_scope(runtime.sessions) as session:
         named = session.get(Job, hint)  # locked only when it is to be taken over: another claim may hold it
-        if named is not None and named.queue == queue and _silent(runtime, named):
+        if named is not None and named.queue == queue and is_silent(session, runtime.settings, named):
             session.refresh(named, with_for_update=True)
-            if _silent(runtime, named):
+            if is_silent(session, runtime.settings, named):
                 return _take(session, runtime, named, worker)
         while (job := session.scalar(next_in_line(queue))) is not None:
             if _take(session, runtime, job, worker) is not None:
@@ -86,11 +86,6 @@ _SQLITE_CLAIMS = threading.Lock()
 def _claim_lock(runtime: Runtime) -> AbstractContextManager[object]:
     """SQLite has no row locks: the embedded default (one process) serializes its claims on a process lock."""
     return _SQLITE_CLAIMS if runtime.engine.dialect.name == "sqlite" else nullcontext()
-
-
-def _silent(runtime: Runtime, job: Job) -> bool:
-    timeout = timedelta(seconds=runtime.settings.heartbeat_timeout_seconds)
-    return job.status == RUNNING and (job.heartbeat_at is None or job.heartbeat_at < utcnow() - timeout)
 
 
 def _take(session: Session, runtime: Runtime, job: Job, worker: str) -> Job | None:

@@ -5,8 +5,8 @@
   broker than jobs queued for over `requeue_after_seconds`, the missing ones are sent for the longest-waiting jobs.
   A backlog whose messages are all there is left alone, so duplicates do not grow with it; a spare message finds
   nothing to claim and ends;
-- a running job whose heartbeat is older than `heartbeat_timeout_seconds` lost its worker: it goes back to the
-  queue, or fails once its attempts are spent;
+- a running job whose heartbeat is older than `heartbeat_timeout_seconds` lost its worker (`core.liveness`): it
+  goes back to the queue, or fails once its attempts are spent;
 - a pending webhook delivery not attempted when due is sent again;
 - idempotency records older than a day are dropped;
 - storage deletions left in the outbox (storage was down when their rows were deleted) are finished;
@@ -27,6 +27,7 @@ from core.celery_app import DELIVER_WEBHOOK, send
 from core.db import after_commit, session_scope
 from core.fairness import FAIR_ORDER
 from core.jobs import change_status, enqueue_job, fail
+from core.liveness import silent_before
 from core.queue_depth import queue_length
 from core.runtime import Runtime
 from models import QUEUED, RUNNING, IdempotencyRecord, Job, WebhookDelivery, utcnow
@@ -40,7 +41,6 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
     settings = runtime.settings
     now = utcnow()
     requeue_before = now - timedelta(seconds=settings.requeue_after_seconds)
-    silent_before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
     counts = {"resent": 0, "requeued": 0, "failed": 0, "webhooks": 0, "idempotency_purged": 0, "blobs_deleted": 0,
               "positions_repaired": 0}
     with session_scope(runtime.sessions) as session:
@@ -48,12 +48,13 @@ def reconcile(runtime: Runtime) -> dict[str, int]:
         # Locked, skipping the rows locked now: a job whose worker is writing its results holds its row (until
         # SUCCEEDED commits) and is not silent; read unlocked, its requeue would overwrite that final state once
         # the lock is released, and the job would run again.
+        cutoff = silent_before(session, settings)
         silent = session.scalars(
             select(Job)
-            .where(Job.status == RUNNING, Job.heartbeat_at < silent_before)
+            .where(Job.status == RUNNING, Job.heartbeat_at < cutoff)
             .limit(BATCH)
             .with_for_update(skip_locked=True)
-        ).all()
+        ).all() if cutoff is not None else []
         for job in silent:
             if job.attempts >= settings.max_job_attempts:
                 fail(session, runtime, job, "WorkerLost", f"the worker went silent; {job.attempts} attempts spent")

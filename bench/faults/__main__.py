@@ -11,8 +11,8 @@ recovered from the last:
 - the S3 server unreachable for 30 s (the proxy refuses and cuts connections; the objects stay);
 - the API restarted (SIGTERM, then started again on its port).
 
-The reconciler's clocks are shrunk from minutes to seconds (heartbeat timeout, requeue delay, reconcile
-interval: `--heartbeat-timeout`, `--requeue-after`, `--reconcile-every`) so that a run takes minutes.
+The reconciler's clocks are the service's defaults (heartbeat timeout 30 s, requeue delay 30 s, reconcile interval
+60 s); `--heartbeat-timeout`, `--requeue-after` and `--reconcile-every` shorten them for a quicker run.
 Prints each failed, lost or duplicated job with its reason, a table of the faults (when, recovery seconds, how
 recovery is measured, jobs in flight), and last `faults: jobs=<n> injected=<k> lost=0 duplicated=0 failed=<f>
 max_recovery_s=<s>`. Exits 1 when a goal is missed: a job lost or duplicated, a job failed, or a recovery slower
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench.faults import accounting
 from bench.faults.harness import SCHEDULE, Config, harness
+from core.settings import Settings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,9 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-jobs", type=int, default=400, help="stop the stream after this many submissions")
     parser.add_argument("--training-steps", type=int, default=300, help="each training's steps (plus its number)")
     parser.add_argument("--generation-steps", type=int, default=40)
-    parser.add_argument("--heartbeat-timeout", type=int, default=10, help="SVDIFF_HEARTBEAT_TIMEOUT_SECONDS")
-    parser.add_argument("--requeue-after", type=int, default=10, help="SVDIFF_REQUEUE_AFTER_SECONDS")
-    parser.add_argument("--reconcile-every", type=float, default=5.0, help="SVDIFF_RECONCILE_EVERY_SECONDS")
+    production = Settings.model_fields  # the service's own defaults, unless shortened for a quicker run
+    parser.add_argument("--heartbeat-timeout", type=int, default=production["heartbeat_timeout_seconds"].default,
+                        help="SVDIFF_HEARTBEAT_TIMEOUT_SECONDS (default: the service's, %(default)s)")
+    parser.add_argument("--requeue-after", type=int, default=production["requeue_after_seconds"].default,
+                        help="SVDIFF_REQUEUE_AFTER_SECONDS (default: the service's, %(default)s)")
+    parser.add_argument("--reconcile-every", type=float, default=production["reconcile_every_seconds"].default,
+                        help="SVDIFF_RECONCILE_EVERY_SECONDS (default: the service's, %(default)s)")
     parser.add_argument("--s3-outage", type=float, default=30.0, help="seconds the S3 server is unreachable")
     parser.add_argument("--log-dir", type=Path, help="keep the logs (services, workers, API) here")
     return parser.parse_args(argv)

@@ -122,3 +122,39 @@ def test_a_job_storing_its_results_is_not_taken_back(
         holder.close()
         reconciler.join(timeout=30)
     assert status(client, user, training["id"])["status"] == "succeeded"
+
+
+def test_the_database_reports_when_it_started(runtime: Any) -> None:
+    from core.liveness import database_started_at
+
+    with session_scope(runtime.sessions) as session:
+        started = database_started_at(session)
+    assert started is not None and utcnow() - timedelta(days=3650) < started < utcnow()
+
+
+def test_no_job_is_silent_within_a_timeout_of_a_database_restart(
+    client: httpx.Client, user: dict[str, str], runtime: Any, training: dict[str, Any], monkeypatch: Any
+) -> None:
+    """A restart stops every beat while the database is down: the live workers get a timeout to beat again before
+    their jobs count as lost; once it has passed the silent job is taken back."""
+    import core.liveness
+
+    set_job(runtime, training["id"], status="running", worker_id="unknown", attempts=1,
+            heartbeat_at=utcnow() - timedelta(hours=1))  # fmt: skip
+    timeout = timedelta(seconds=runtime.settings.heartbeat_timeout_seconds)
+    restarted = utcnow() - timeout / 2
+    monkeypatch.setattr(core.liveness, "database_started_at", lambda _session: restarted)
+    assert reconcile(runtime)["requeued"] == 0
+    assert status(client, user, training["id"])["status"] == "running"
+    restarted = utcnow() - timeout * 2
+    assert reconcile(runtime)["requeued"] == 1
+    assert status(client, user, training["id"])["status"] == "queued"
+
+
+def test_a_lost_workers_job_is_taken_over_within_a_reconcile_interval_and_half_a_minute() -> None:
+    """Issue 11's recovery goal with the production defaults: the heartbeat's timeout, then the next pass."""
+    from core.settings import Settings
+
+    defaults = Settings()
+    assert defaults.heartbeat_timeout_seconds + defaults.reconcile_every_seconds <= defaults.reconcile_every_seconds + 30
+    assert defaults.requeue_after_seconds <= 30
