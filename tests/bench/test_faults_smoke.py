@@ -30,8 +30,8 @@ def _bench_processes() -> list[str]:
 
 
 def test_one_fault_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--faults", "kill-inference-task", "--training-steps", "40", "--max-jobs", "12", "--heartbeat-timeout", "10",
-                 "--requeue-after", "10", "--reconcile-every", "5"])  # fmt: skip
+    short_clocks = ["--heartbeat-timeout", "10", "--requeue-after", "10", "--reconcile-every", "5"]
+    code = main(["--faults", "kill-inference-task", "--training-steps", "40", "--max-jobs", "12", *short_clocks])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("faults: jobs=") and " injected=1 lost=0 duplicated=0 failed=0 " in lines[-1]
     assert "| kill-inference-task |" in "\n".join(lines)
