@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     # Jobs and workers
     max_job_attempts: int = Field(default=3, ge=1)
     # A lost worker's job is taken over within this plus one reconcile interval; its heartbeat beats 4 times in it.
-    heartbeat_timeout_seconds: int = Field(default=30, ge=5)
+    heartbeat_timeout_seconds: int = Field(default=20, ge=5)
     requeue_after_seconds: int = Field(default=30, ge=5)
     reconcile_every_seconds: float = Field(default=60.0, gt=0)
     broker_visibility_timeout: int = Field(default=7 * 3600, ge=10)  # above the longest task's hard time limit

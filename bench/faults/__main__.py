@@ -11,7 +11,7 @@ recovered from the last:
 - the S3 server unreachable for 30 s (the proxy refuses and cuts connections; the objects stay);
 - the API restarted (SIGTERM, then started again on its port).
 
-The reconciler's clocks are the service's defaults (heartbeat timeout 30 s, requeue delay 30 s, reconcile interval
+The reconciler's clocks are the service's defaults (heartbeat timeout 20 s, requeue delay 30 s, reconcile interval
 60 s); `--heartbeat-timeout`, `--requeue-after` and `--reconcile-every` shorten them for a quicker run.
 Prints each failed, lost or duplicated job with its reason, a table of the faults (when, recovery seconds, how
 recovery is measured, jobs in flight), and last `faults: jobs=<n> injected=<k> lost=0 duplicated=0 failed=<f>
