@@ -8,11 +8,13 @@ ablations" in bench/results/quality.md).
 
 from __future__ import annotations
 
-# `make bench-quality`'s calibration of SVDiff on this base (bench/results/calibration_svdiff.log): the best of rates
-# 1e-3, 3e-3, 9e-3 by 100, 200, 400 steps (score 0.444: subject fidelity 0.333, prompt fidelity 0.111, drift 0.000)
-# sits on the grid's corner; the rule's widening (2.7e-2, 800 steps) did not run in the session's time.
+# `make bench-quality`'s calibration of SVDiff with token rows on this base (2026-12-05, bench/results/calibrated/,
+# on purple-dotted-square, never scored): the best of rates 1e-3, 3e-3, 9e-3 by 100, 200, 400 steps was 9e-3 at 400
+# (score 0.167), on the grid's corner; the rule's widening chose 9e-3 at 800 steps (score 0.722: subject fidelity
+# 0.611, prompt fidelity 0.111, drift 0.000), still on the most-steps edge. (Without token rows, 2026-12-02, the same
+# rule's grid had chosen 9e-3 at 400: bench/results/calibration_svdiff.log.)
 LEARNING_RATE = 9e-3
-STEPS = 400
+STEPS = 800
 # Token rows (svdiff.TrainConfig.token_rows): the identifier's own embedding row learns an offset beside the shifts.
 # Chosen on the calibration subject, which is never scored (purple-dotted-square, 400 steps at 9e-3, 48 context
 # samples): subject fidelity 0.042 [0.01, 0.14] without, 0.167 [0.09, 0.30] at a row rate of 1e-3, 0.271
