@@ -180,9 +180,9 @@ class AsyncClient:
         headers = self._config.headers(url, state.stream_headers())
         try:
             timeout = state.stream_timeout(self._config.timeout) if self._config.send_timeout else None
-            async with self._http.stream(
-                "GET", url, headers=headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT
-            ) as response:
+            # Named only when set: a client of another httpx line (Starlette's test client) has its own default.
+            options: dict[str, Any] = {"timeout": timeout} if timeout else {}
+            async with self._http.stream("GET", url, headers=headers, **options) as response:
                 if not state.usable(response):
                     await response.aread()
                     state.refused(response)
