@@ -259,8 +259,10 @@ def write_report(path: Path, settings: Settings, results: Results, wall: float, 
         "",
         f"`{asdict(settings)}`",
         "",
-        "Calibrated per method: " + "; ".join(f"{m}: lr {getattr(s, m + '_lr'):.1e}, {s.steps} steps"
-                                               for m, s in results.method_settings.items()) + ".",
+        "Rate and steps per method (calibrated here, or fixed from an earlier calibration with `--fixed`): "
+        + "; ".join(f"{m}: lr {getattr(s, m + '_lr'):.1e}, {s.steps} steps"
+                    + ("" if results.calibration and m in results.calibration.trials else " (fixed)")
+                    for m, s in results.method_settings.items()) + ".",
         "",
         "Prompts:",
         "",

@@ -18,7 +18,7 @@ from basemodel import BASE_MODEL_PATH, READER_PATH
 from basemodel.evaluate import prompt_following
 from basemodel.reader import AttributeReader, load_reader
 from basemodel.subjects import SUBJECTS
-from bench.quality.calibrate import calibrate, chosen, with_lr
+from bench.quality.calibrate import CALIBRATED, calibrate, chosen, with_lr
 from bench.quality.evaluate import SingleResult, ceilings, evaluate_pair, evaluate_single
 from bench.quality.grids import save_grid
 from bench.quality.methods import LABELS, METHODS, OnBudget, Tuned, train_baseline, train_svdiff
@@ -105,14 +105,19 @@ class Bench:
         save_grid(self.out / "pair.png", [("training photos", photos), *rows], self.settings.grid_samples,
                   f"two subjects side by side: {names[0]} and {names[1]}")
 
-    def run(self, pairs: bool = True, parts: frozenset[str] = PARTS) -> Results:
+    def run(self, pairs: bool = True, parts: frozenset[str] = PARTS, calibrated: tuple[str, ...] = CALIBRATED,
+            fixed: dict[str, tuple[float, int]] | None = None) -> Results:  # fmt: skip
+        """`calibrated`: the methods the rule calibrates; `fixed`: method -> (rate, steps) an earlier calibration
+        chose, for the methods it does not."""
         started = time.perf_counter()
         s = self.settings
         self.results.base_following = prompt_following(self.base.pipe, self.reader, s.base_eval_samples, s.seed,
                                                        s.sample_steps, s.guidance).rates()
         log.info("base prompt following: %s", self.results.base_following)
-        if s.calibrate:
-            self.results.calibration = calibrate(self.train_one, self.reader, s)
+        for method, (lr, steps) in (fixed or {}).items():
+            self.results.method_settings[method] = replace(with_lr(s, method, lr), steps=steps)
+        if s.calibrate and calibrated:
+            self.results.calibration = calibrate(self.train_one, self.reader, s, calibrated)
             for method in self.results.calibration.trials:
                 self.results.method_settings[method] = chosen(s, self.results.calibration, method)
         for name in s.subjects if "scored" in parts else ():
@@ -142,6 +147,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", action="append", default=[], metavar="METHOD=RATE",
                         help="train METHOD (svdiff, full, lora) at RATE, e.g. an earlier run's calibrated one; "
                              "implies --no-calibrate (diagnostics)")  # fmt: skip
+    parser.add_argument("--calibrate", default=",".join(CALIBRATED),
+                        help="comma-separated methods the rule calibrates (default: all); the others need --fixed")
+    parser.add_argument("--fixed", action="append", default=[], metavar="METHOD=RATE@STEPS",
+                        help="train METHOD at the RATE and STEPS an earlier calibration chose (a method left out of "
+                             "--calibrate)")  # fmt: skip
     parser.add_argument("--no-pairs", action="store_true", help="skip the two-subject part (diagnostics)")
     parser.add_argument("--no-ablations", action="store_true", help="skip the recipe ablations (diagnostics)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 while other jobs share the CPU)")
@@ -173,11 +183,29 @@ def main(argv: list[str] | None = None) -> None:
     parts = frozenset(args.parts.split(","))
     if not parts <= PARTS:
         parser.error(f"unknown parts {sorted(parts - PARTS)}; known: {sorted(PARTS)}")
+    calibrated = tuple(name for name in args.calibrate.split(",") if name)
+    fixed: dict[str, tuple[float, int]] = {}
+    for given in args.fixed:
+        method, _, value = given.partition("=")
+        rate, _, steps = value.partition("@")
+        try:
+            with_lr(settings, method, float(rate))
+            fixed[method] = (float(rate), int(steps))
+        except ValueError as error:
+            parser.error(f"--fixed {given}: {error} (METHOD=RATE@STEPS, e.g. svdiff=9e-3@800)")
+        if fixed[method][1] < 1:
+            parser.error(f"--fixed {given}: steps must be at least 1")
+    if unknown_methods := set(calibrated) - set(CALIBRATED):
+        parser.error(f"--calibrate: unknown methods {sorted(unknown_methods)}; known: {list(CALIBRATED)}")
+    if settings.calibrate and (missing := set(CALIBRATED) - set(calibrated) - set(fixed)):
+        parser.error(f"{sorted(missing)}: neither calibrated nor --fixed")
+    if overlap := set(calibrated) & set(fixed):
+        parser.error(f"{sorted(overlap)}: both calibrated and --fixed")
     out = args.out or (ROOT / "var" / "quality-quick" if args.quick else ROOT / "bench" / "results")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     bench = Bench(settings, out, args.cache, args.base, args.reader)
-    results = bench.run(pairs=not args.no_pairs, parts=parts)
+    results = bench.run(pairs=not args.no_pairs, parts=parts, calibrated=calibrated, fixed=fixed)
     wall = time.perf_counter() - started
     write_report(out / "quality.md", bench.settings, results, wall, args.threads)
     print(quality_line(results))

@@ -7,9 +7,12 @@ the scored kind that is never scored (bench/quality/calibrate.py). The centres:
 - Full fine-tuning (DreamBooth): 1.2e-4. DreamBooth's 5e-6 for SD v1.x is 1/20 of SD's pre-training peak (1e-4);
   the tiny base was pre-trained at a peak of 8e-4, so the same ratio gives 4e-5, and the previous calibration
   chose ten times that: 1.2e-4 is the geometric middle. UNet and text encoder both train, because SVDiff shifts both.
-- LoRA rank 4 (PEFT, alpha = rank, Gaussian init, as diffusers' DreamBooth-LoRA script): 3e-4, the previous
-  calibration's choice (1e-4 is the script's default), on the attention projections of the UNet
-  (to_q/to_k/to_v/to_out.0) and of the text encoder (q/k/v/out_proj), since SVDiff trains the text encoder too.
+- LoRA rank 4 (PEFT, alpha = rank, Gaussian init, as diffusers' DreamBooth-LoRA script): 2.7e-3, on the attention
+  projections of the UNet (to_q/to_k/to_v/to_out.0) and of the text encoder (q/k/v/out_proj), since SVDiff trains
+  the text encoder too. It was 3e-4 (the previous base's calibration; 1e-4 is the script's default) until the
+  calibration of 2026-12-05 scored every LoRA trial from 3.3e-5 to 9e-4 at 0 on the calibration subject;
+  `python -m bench.quality.probe_rate --method lora` there found 2.7e-3 the best of 9e-4, 2.7e-3 and 8.1e-3
+  (bench/results/calibrated/probe_lora.md), so the grid is centred on it (bench/results/RECORD.md).
 Everything else comes from `svdiff.TrainConfig` for all three: AdamW betas (0.9, 0.999), weight decay 1e-2,
 gradient clipping at 1.0, batch 1 plus one prior image, prior weight 1.0, prompts and prompt templates, flips
 (every subject of the world is mirror-symmetric), the seed (so all three see the same photos, noise and timesteps
@@ -38,7 +41,7 @@ class Settings:
     num_class_images: int = 100  # prior images per class word, made once by the base model and cached
     svdiff_lr: float = 3e-3  # 2-D/4-D shifts; 1-D norm shifts train at svdiff.TrainConfig's ratio to it
     full_lr: float = 1.2e-4
-    lora_lr: float = 3e-4
+    lora_lr: float = 2.7e-3
     lora_rank: int = 4
     prompt_templates: tuple[str, ...] = PROMPT_TEMPLATES
     token_rows: bool = TOKEN_ROWS  # SVDiff only: the baselines train their own parameters (full: every row)

@@ -51,3 +51,24 @@ def test_quick_run_writes_report_grids_and_line(tmp_path: Path) -> None:
     pngs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
     assert pngs == ["context_green-dotted-diamond.png", "drift_green-dotted-diamond.png", "pair.png"]
     assert any((tmp_path / "cache" / "class-images").rglob("*.png"))  # the prior images were cached
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--calibrate", "lora"], "neither calibrated nor --fixed"),
+        (["--calibrate", "lora,dreambooth"], "unknown methods"),
+        (["--calibrate", "lora", "--fixed", "svdiff=9e-3", "--fixed", "full=1e-4@400"], "METHOD=RATE@STEPS"),
+        (["--calibrate", "lora", "--fixed", "svdiff=9e-3@0", "--fixed", "full=1e-4@400"], "at least 1"),
+        (["--fixed", "svdiff=9e-3@800"], "both calibrated and --fixed"),
+    ],
+)
+def test_calibrating_some_methods_needs_the_others_fixed(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.quality.run import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and says in capsys.readouterr().err
+
