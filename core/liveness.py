@@ -38,5 +38,8 @@ def silent_before(session: Session, settings: Settings) -> datetime | None:
 def is_silent(session: Session, settings: Settings, job: Job) -> bool:
     if job.status != RUNNING:
         return False
+    stale = utcnow() - timedelta(seconds=settings.heartbeat_timeout_seconds)
+    if job.heartbeat_at is not None and job.heartbeat_at >= stale:
+        return False  # beat within the timeout: silent whatever the database's start, so no query for it
     cutoff = silent_before(session, settings)
     return cutoff is not None and (job.heartbeat_at is None or job.heartbeat_at < cutoff)

@@ -151,11 +151,18 @@ def test_no_job_is_silent_within_a_timeout_of_a_database_restart(
     assert status(client, user, training["id"])["status"] == "queued"
 
 
-def test_a_lost_workers_job_is_taken_over_within_a_reconcile_interval_and_half_a_minute() -> None:
-    """Issue 11's recovery goal with the production defaults: the heartbeat's timeout, then the next pass."""
-    from core.settings import Settings
 
-    defaults = Settings()
-    worst_takeover = defaults.heartbeat_timeout_seconds + defaults.reconcile_every_seconds  # stale, then the next pass
-    assert worst_takeover <= defaults.reconcile_every_seconds + 30
-    assert defaults.requeue_after_seconds + defaults.reconcile_every_seconds <= defaults.reconcile_every_seconds + 30
+def test_a_job_that_beat_within_the_timeout_is_live_without_asking_the_database(
+    runtime: Any, training: dict[str, Any], monkeypatch: Any
+) -> None:
+    """Claims check the job a message names: a live one must cost no query for the database's start time."""
+    import core.liveness
+
+    def no_query(_session: Any) -> None:
+        raise AssertionError("asked the database when it started")
+
+    set_job(runtime, training["id"], status="running", worker_id="alive", attempts=1, heartbeat_at=utcnow())
+    monkeypatch.setattr(core.liveness, "database_started_at", no_query)
+    with session_scope(runtime.sessions) as session:
+        job = session.get(Job, training["id"])
+        assert job is not None and not core.liveness.is_silent(session, runtime.settings, job)
