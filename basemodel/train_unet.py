@@ -67,6 +67,19 @@ def _lr_factor(config: UNetTraining, step: int, progress: float) -> float:
     return warm * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
 
+def min_snr_weights(alphas_cumprod: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Per-timestep loss weights: Min-SNR (Hang et al. 2023), i.e. min(SNR, gamma) on the clean latents' error,
+    written for the target the UNet predicts. For v, whose error is (1 + SNR) times the clean latents', this is
+    (min(SNR, gamma) + 1) / (SNR + 1): the plus one keeps the zero-SNR step (weight 0 otherwise), the only one
+    where the layout must come from the prompt."""
+    snr = alphas_cumprod / (1.0 - alphas_cumprod)
+    if prediction_type == "epsilon":
+        return torch.clamp(snr, max=gamma) / snr
+    if prediction_type == "v_prediction":
+        return (torch.clamp(snr, max=gamma) + 1.0) / (snr + 1.0)
+    raise ValueError(f"no Min-SNR weights for {prediction_type!r}")
+
+
 def train_unet(
     config: UNetTraining,
     batches: Iterator[LatentBatch],
@@ -84,8 +97,8 @@ def train_unet(
     emas = {decay: copy.deepcopy(live) for decay in config.ema_decays}
     scheduler = make_train_scheduler()
     alphas = scheduler.alphas_cumprod
-    snr = alphas / (1.0 - alphas)
-    loss_weight = torch.clamp(snr, max=config.min_snr_gamma) / snr  # per timestep, for epsilon prediction
+    loss_weight = min_snr_weights(alphas, config.min_snr_gamma, scheduler.config.prediction_type)
+    epsilon = scheduler.config.prediction_type == "epsilon"
     params = [*live.unet.parameters(), *live.text_encoder.parameters()]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(config.seed)
@@ -105,7 +118,8 @@ def train_unet(
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(captions),), generator=generator)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         prediction = live.unet(noisy, timesteps, live.text_encoder(ids)[0]).sample
-        per_sample = (prediction - noise).pow(2).mean(dim=(1, 2, 3))
+        target = noise if epsilon else scheduler.get_velocity(latents, noise, timesteps)
+        per_sample = (prediction - target).pow(2).mean(dim=(1, 2, 3))
         loss = (loss_weight[timesteps] * per_sample).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
