@@ -66,6 +66,13 @@ def _epsilon(scheduler: Any, output: torch.Tensor, sample: torch.Tensor, alpha: 
     raise ValueError(f"cannot invert a model that predicts {scheduler.config.prediction_type!r}")
 
 
+def _zero_snr_original(scheduler: Any, output: torch.Tensor) -> torch.Tensor:
+    """x_0 as a v-predicting model's output gives it at zero SNR (it has no estimate there from noise alone)."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return -output
+    raise ValueError(f"a {scheduler.config.prediction_type!r} model has no estimate of x_0 at zero SNR")
+
+
 @torch.no_grad()
 def ddim_invert(pipe: Any, latents: torch.Tensor, prompt_embeds: torch.Tensor, steps: int, *,
                 refinement: int = DEFAULT_REFINEMENT,
@@ -96,7 +103,12 @@ def _inverse_step(pipe: Any, scheduler: Any, sample: torch.Tensor, timestep: tor
     """x_t from x_s (s the lower noise level); see ddim_invert."""
 
     def step(at: torch.Tensor) -> torch.Tensor:
-        eps = _epsilon(scheduler, pipe.unet(at, timestep, prompt_embeds).sample, at, alpha)  # (N, 4, h, w)
+        output = pipe.unet(at, timestep, prompt_embeds).sample  # (N, 4, h, w)
+        if alpha == 0:
+            # A zero-terminal-SNR schedule's last step: the model's noise there is its input, whatever that is, so
+            # solve the sampling step's other half instead, x_s = sqrt(a_s) x0(x_t) + sqrt(1 - a_s) x_t.
+            return (sample - alpha_prev.sqrt() * _zero_snr_original(scheduler, output)) / (1 - alpha_prev).sqrt()
+        eps = _epsilon(scheduler, output, at, alpha)
         original = (sample - (1 - alpha_prev).sqrt() * eps) / alpha_prev.sqrt()  # predicted x_0
         return alpha.sqrt() * original + (1 - alpha).sqrt() * eps
 
