@@ -42,7 +42,8 @@ def _instance(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainC
         return pick(subject.photos, generator, config.flip), prompt, None
     left, right = data[layout[0]], data[layout[1]]
     # Each photo is flipped before it is cut, so a flip never moves a subject to the other side.
-    pixels = collage(pick(left.photos, generator, config.flip), pick(right.photos, generator, config.flip))
+    pixels = collage(pick(left.photos, generator, config.flip), pick(right.photos, generator, config.flip),
+                     config.collage_crop)
     prompt = mix_prompt((left.token, left.class_word), (right.token, right.class_word), config.mix_prompt)
     return pixels, prompt, (left.token, right.token)
 
@@ -57,8 +58,8 @@ def _prior(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainConf
         images.append(pick(subject.class_images, generator, config.flip))
     if len(sides) == 1:
         return images[0], config.class_prompt.format(class_word=sides[0].class_word)
-    return collage(images[0], images[1]), prior_mix_prompt(sides[0].class_word, sides[1].class_word,
-                                                           config.prior_mix_prompt)
+    prompt = prior_mix_prompt(sides[0].class_word, sides[1].class_word, config.prior_mix_prompt)
+    return collage(images[0], images[1], config.collage_crop), prompt
 
 
 def subject_batch(data: list[SubjectPixels], config: TrainConfig, generator: torch.Generator) -> Batch:

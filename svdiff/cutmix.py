@@ -1,19 +1,24 @@
 """Cut-Mix: left/right collages of two subjects, their prompts, and the regions the unmix loss needs.
 
-Geometry: each half of a collage is the centre half (in width) of one prepared square photo, at full height and
-unchanged scale. Photos of a subject are usually centred, so the centre strip keeps the subject at the size the
-single-subject samples show it, with no squeezing that would teach the model distorted proportions.
+Geometry: each half of a collage is a half-width strip of one prepared square photo, at full height and unchanged
+scale, so the subject keeps the size the single-subject samples show it, with no squeezing that would teach the
+model distorted proportions. The strip is the one that holds most of what differs from the photo's border
+(`subject_strip`): a photo's centre strip cut an off-centre subject in two, or left only a sliver of it, and the
+model was then taught that the identifier on one side means a piece of the subject (`collage_crop="centre"` keeps
+the centre strip, for comparison).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
 SUBJECT_PROMPT = "a photo of a {token} {class_word}"
 MIX_PROMPT = "a photo of a {token_left} {class_left} on the left and a {token_right} {class_right} on the right"
 PRIOR_MIX_PROMPT = "a photo of a {class_left} on the left and a {class_right} on the right"
+COLLAGE_CROPS = ("subject", "centre")
 
 
 def draw_layout(num_subjects: int, mix_probability: float, generator: torch.Generator) -> tuple[int, ...]:
@@ -38,13 +43,30 @@ def center_strip(image: torch.Tensor, width: int) -> torch.Tensor:
     return image[..., start : start + width]
 
 
-def collage(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """(..., H, W): the centre strip of `left` fills columns [0, W//2), that of `right` the rest."""
+def subject_strip(image: torch.Tensor, width: int) -> torch.Tensor:
+    """The `width` columns of (C, H, W) whose pixels differ most, in sum, from the median colour of the image's
+    border (where a photo's subject is not, as a rule); among equal strips, the most central."""
+    border = torch.cat([image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]], dim=-1)  # (C, 2H + 2W)
+    columns = (image - border.median(dim=-1).values[:, None, None]).abs().mean(dim=0).sum(dim=0)  # (W,)
+    sums = torch.cat([columns.new_zeros(1), columns.cumsum(0)])
+    totals = sums[width:] - sums[:-width]  # (W - width + 1,): strip starting at each column
+    starts = torch.arange(totals.shape[0], dtype=totals.dtype)
+    central = (image.shape[-1] - width) / 2
+    best = int(torch.argmax(totals - 1e-6 * (starts - central).abs()))
+    return image[..., best : best + width]
+
+
+def collage(left: torch.Tensor, right: torch.Tensor, crop: Literal["subject", "centre"] = "subject") -> torch.Tensor:
+    """(C, H, W): a half-width strip of `left` fills columns [0, W//2), one of `right` the rest; `crop` "subject"
+    takes each photo's `subject_strip`, "centre" its centre strip."""
     if left.shape != right.shape:
         raise ValueError(f"collage halves differ in shape: {tuple(left.shape)} and {tuple(right.shape)}")
+    if crop not in COLLAGE_CROPS:
+        raise ValueError(f"unknown collage crop {crop!r}; known: {', '.join(COLLAGE_CROPS)}")
+    strip = subject_strip if crop == "subject" else center_strip
     width = left.shape[-1]
     half = width // 2
-    return torch.cat([center_strip(left, half), center_strip(right, width - half)], dim=-1)
+    return torch.cat([strip(left, half), strip(right, width - half)], dim=-1)
 
 
 def half_masks(height: int, width: int) -> torch.Tensor:

@@ -6,11 +6,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from svdiff.config import ShiftConfig
-from svdiff.cutmix import MIX_PROMPT, PRIOR_MIX_PROMPT, SUBJECT_PROMPT
+from svdiff.cutmix import COLLAGE_CROPS, MIX_PROMPT, PRIOR_MIX_PROMPT, SUBJECT_PROMPT
 from svdiff.data import ImageSource
 from svdiff.prior import CLASS_PROMPT
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
+CollageCrop = Literal["subject", "centre"]
 MAX_SUBJECTS = 3
 
 
@@ -46,6 +47,7 @@ class TrainConfig:
     class_image_guidance: float = 7.5
     cut_mix_unmix: bool = True  # takes effect with two or more subjects
     mix_probability: float = 0.6
+    collage_crop: CollageCrop = "subject"  # each collage half: the photo's strip that holds its subject, or "centre"
     unmix_weight: float = 0.01
     unmix_min_downsample: int = 2  # cross-attention maps at 1/2 of the latent resolution and coarser
     train_text_encoder: bool = True
@@ -77,6 +79,8 @@ class TrainConfig:
             raise TrainConfigError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 0.0 <= self.mix_probability <= 1.0:
             raise TrainConfigError("mix_probability must lie in [0, 1]")
+        if self.collage_crop not in COLLAGE_CROPS:
+            raise TrainConfigError(f"collage_crop must be one of {', '.join(COLLAGE_CROPS)}, got {self.collage_crop!r}")
         if self.prior_preservation and self.num_class_images < 1:
             raise TrainConfigError("prior preservation needs num_class_images >= 1")
         if min(self.lr, self.lr_norm, self.max_grad_norm, self.prior_weight, self.unmix_weight) < 0:

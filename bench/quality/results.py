@@ -10,6 +10,7 @@ from bench.quality.scoring import SingleScores
 from bench.quality.settings import Settings
 
 NO_CMU, CMU = "joint, no Cut-Mix", "Cut-Mix-Unmix"
+CMU_CENTRE = "Cut-Mix-Unmix, centre strips (ablation)"  # collage halves cut from the photos' centres
 
 
 @dataclass

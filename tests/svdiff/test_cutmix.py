@@ -8,14 +8,22 @@ import pytest
 import torch
 
 from svdiff.batches import SubjectPixels, subject_batch
-from svdiff.cutmix import collage, draw_layout, half_masks, layout_prompt, mix_prompt, prior_mix_prompt
+from svdiff.cutmix import (
+    collage,
+    draw_layout,
+    half_masks,
+    layout_prompt,
+    mix_prompt,
+    prior_mix_prompt,
+    subject_strip,
+)
 from svdiff.train_config import TrainConfig, TrainConfigError
 
 
 @pytest.mark.parametrize("width", [16, 15])
-def test_collage_halves_are_the_centre_strips(width):
+def test_centre_collage_halves_are_the_centre_strips(width):
     left, right = torch.randn(3, 16, width), torch.randn(3, 16, width)
-    mixed = collage(left, right)
+    mixed = collage(left, right, "centre")
     half = width // 2
     assert mixed.shape == left.shape
     start_left, start_right = (width - half) // 2, (width - (width - half)) // 2
@@ -23,6 +31,48 @@ def test_collage_halves_are_the_centre_strips(width):
     assert torch.equal(mixed[..., half:], right[..., start_right : start_right + width - half])
     if width == 16:  # even width: columns 4..11 of each image
         assert torch.equal(mixed[..., :8], left[..., 4:12]) and torch.equal(mixed[..., 8:], right[..., 4:12])
+
+
+def _photo(background: torch.Tensor, left: int, width: int = 6) -> torch.Tensor:
+    """(3, 16, 16): `background` with a bright square in columns [left, left + width), rows 5 to 10."""
+    image = background.clone()
+    image[:, 5:11, left : left + width] = 1.0
+    return image
+
+
+@pytest.mark.parametrize("left", [0, 2, 5, 10])
+def test_the_subject_strip_holds_an_off_centre_subject_whole(left):
+    background = torch.full((3, 16, 16), -0.5)
+    photo = _photo(background, left)
+    strip = subject_strip(photo, 8)
+    assert strip.shape == (3, 16, 8)
+    assert int((strip == 1.0).sum()) == int((photo == 1.0).sum())  # every subject pixel is in the strip
+
+
+def test_the_subject_strip_finds_the_subject_on_a_textured_background():
+    texture = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.6 - 0.8
+    photo = _photo(texture, 9)
+    assert int((subject_strip(photo, 8) == 1.0).sum()) == int((photo == 1.0).sum())
+
+
+def test_without_a_subject_the_strip_is_the_centre_one():
+    plain = torch.randn(3, 16, 1).expand(3, 16, 15)  # every column alike
+    assert torch.equal(subject_strip(plain, 8), plain[..., 3:11])
+
+
+def test_a_subject_collage_keeps_both_subjects_whole_where_the_centre_one_cuts_them():
+    background = torch.full((3, 16, 16), -0.5)
+    left, right = _photo(background, 9), _photo(background, 1)  # subjects right and left of centre
+    whole = int((left == 1.0).sum()) + int((right == 1.0).sum())
+    assert int((collage(left, right) == 1.0).sum()) == whole
+    assert int((collage(left, right, "centre") == 1.0).sum()) < whole
+
+
+def test_an_unknown_collage_crop_is_refused():
+    with pytest.raises(ValueError, match="crop"):
+        collage(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4), "random")  # type: ignore[arg-type]
+    with pytest.raises(TrainConfigError, match="collage_crop"):
+        TrainConfig(collage_crop="random").validate()  # type: ignore[arg-type]
 
 
 def test_half_masks_split_columns_and_leave_an_odd_middle_to_neither():
