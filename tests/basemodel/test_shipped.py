@@ -11,6 +11,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from basemodel import BASE_MODEL_PATH, DEFAULT_GUIDANCE, DEFAULT_STEPS, PRETRAINED_DIR, READER_PATH
 from basemodel.evaluate import prompt_following
+from basemodel.layout_grid import GAP, ROWS, layout_grid
 from basemodel.pipeline import load
 from basemodel.reader import AttributeReader, load_reader
 from basemodel.train_reader import EVAL_ID_START, ReaderTraining, evaluate
@@ -98,3 +99,8 @@ def test_base_model_follows_its_prompts(pipeline: StableDiffusionPipeline, reade
     assert following.single_min() >= 0.20, single
     assert following.pairs() >= 0.40, following.rates("pair")
     assert visibility.ratio >= 0.10, visibility
+
+
+def test_the_layout_grid_has_a_row_per_prompt_and_a_column_per_noise() -> None:
+    grid = layout_grid(BASE_MODEL_PATH, seeds=2)
+    assert grid.size == (2 * 2 * (64 + GAP), 2 * len(ROWS) * (64 + GAP))
