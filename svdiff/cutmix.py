@@ -11,14 +11,15 @@ the centre strip, for comparison).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 SUBJECT_PROMPT = "a photo of a {token} {class_word}"
 MIX_PROMPT = "a photo of a {token_left} {class_left} on the left and a {token_right} {class_right} on the right"
 PRIOR_MIX_PROMPT = "a photo of a {class_left} on the left and a {class_right} on the right"
-COLLAGE_CROPS = ("subject", "centre")
+CollageCrop = Literal["subject", "centre"]
+COLLAGE_CROPS: tuple[str, ...] = get_args(CollageCrop)
 
 
 def draw_layout(num_subjects: int, mix_probability: float, generator: torch.Generator) -> tuple[int, ...]:
@@ -56,7 +57,7 @@ def subject_strip(image: torch.Tensor, width: int) -> torch.Tensor:
     return image[..., best : best + width]
 
 
-def collage(left: torch.Tensor, right: torch.Tensor, crop: Literal["subject", "centre"] = "subject") -> torch.Tensor:
+def collage(left: torch.Tensor, right: torch.Tensor, crop: CollageCrop = "subject") -> torch.Tensor:
     """(C, H, W): a half-width strip of `left` fills columns [0, W//2), one of `right` the rest; `crop` "subject"
     takes each photo's `subject_strip`, "centre" its centre strip."""
     if left.shape != right.shape:

@@ -6,12 +6,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from svdiff.config import ShiftConfig
-from svdiff.cutmix import COLLAGE_CROPS, MIX_PROMPT, PRIOR_MIX_PROMPT, SUBJECT_PROMPT
+from svdiff.cutmix import COLLAGE_CROPS, MIX_PROMPT, PRIOR_MIX_PROMPT, SUBJECT_PROMPT, CollageCrop
 from svdiff.data import ImageSource
 from svdiff.prior import CLASS_PROMPT
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
-CollageCrop = Literal["subject", "centre"]
 MAX_SUBJECTS = 3
 
 
