@@ -59,7 +59,7 @@ class ShiftLayer(nn.Module):
     @per_sample_delta.setter
     def per_sample_delta(self, deltas: torch.Tensor | None) -> None:
         self._per_sample_delta = deltas
-        self._per_sample_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._per_sample_cache: dict[tuple[int, int | torch.dtype], torch.Tensor] = {}
 
     @property
     def merged(self) -> bool:
@@ -176,6 +176,36 @@ class SpectralShiftMatrix(ShiftLayer):
         """How a sample's (k,) values broadcast against the factor projection of a `dims`-D input."""
         return (*([1] * (dims - 2)), -1)
 
+    def _subject_weights(self, like: torch.Tensor) -> torch.Tensor:
+        """Each subject's shifted weight U diag(relu(s + delta_i)) Vh as (subjects, c_out, n), for exact factors.
+
+        A weight applies in c n multiply-adds per token where the factors take k (c + n), at least twice that
+        when k = min(c, n); rebuilding costs c k n per subject once, which every denoising step then reuses.
+        """
+        deltas = self.per_sample_delta
+        assert deltas is not None
+        key = (-deltas.shape[0], like.dtype)
+        weights = self._per_sample_cache.get(key)
+        if weights is None:
+            values = F.relu(self.s + deltas)  # (N, k)
+            weights = torch.matmul(self.U * values.unsqueeze(1), self.Vh).to(like.dtype)  # (N, c_out, n)
+            if not weights.requires_grad:
+                self._per_sample_cache[key] = weights
+        return weights
+
+    def _per_subject_matmul(self, grouped: torch.Tensor) -> torch.Tensor:
+        """(copies, subjects, tokens, n) inputs to (copies, subjects, tokens, c_out) through each subject's weight:
+        classifier-free guidance stacks copies of the subjects' batch, so sample b is subject b % subjects."""
+        weights = self._subject_weights(grouped)
+        return torch.matmul(grouped, weights.transpose(1, 2))
+
+    def _grouped_by_subject(self, batch: int) -> int:
+        """How many subjects the per-sample batch holds, checking that the batch stacks whole copies of them."""
+        subjects = self.per_sample_delta.shape[0]  # type: ignore[union-attr]
+        if batch % subjects:
+            raise ValueError(f"batch of {batch} does not match {subjects} per-sample shifts")
+        return subjects
+
     def weight_with(self, delta: torch.Tensor) -> torch.Tensor:
         change = (self.U * self.gain(delta)) @ self.Vh  # (c_out, n)
         return self.base_weight.float() + change.view(self.base_weight.shape)
@@ -205,6 +235,11 @@ class SpectralShiftMatrix(ShiftLayer):
     def _training(self) -> bool:
         return torch.is_grad_enabled() and self.delta.requires_grad
 
+    def _training_per_sample(self) -> bool:
+        """Per-sample shifts that carry a graph: the factorized form keeps their backward cheap (no weights)."""
+        deltas = self.per_sample_delta
+        return deltas is not None and torch.is_grad_enabled() and deltas.requires_grad
+
 
 class SpectralShiftLinear(SpectralShiftMatrix):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,6 +247,11 @@ class SpectralShiftLinear(SpectralShiftMatrix):
         if self.merged or (self.per_sample_delta is None and self._plain()):
             return layer(x)
         if self.per_sample_delta is not None:
+            if self.factors_exact and not self._training_per_sample():
+                subjects = self._grouped_by_subject(x.shape[0])
+                grouped = x.reshape(-1, subjects, x[0].numel() // x.shape[-1], x.shape[-1])
+                out = self._per_subject_matmul(grouped).reshape(*x.shape[:-1], -1)
+                return out if layer.bias is None else out + layer.bias
             values = self._per_sample_values(x.shape[0], x.dim())  # (B, 1.., k)
             projected = (F.linear(x, self._factor(self.Vh, x)) * values).to(x.dtype)  # (B, ..., k)
             if self.factors_exact:
@@ -242,6 +282,12 @@ class SpectralShiftConv2d(SpectralShiftMatrix):
     def _value_shape(self, dims: int) -> tuple[int, ...]:
         return (-1, 1, 1)
 
+    def _pointwise(self) -> bool:
+        """A 1x1 convolution with stride 1 and no padding: a matrix applied at every position."""
+        layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
+        return (tuple(layer.kernel_size) == (1, 1) and tuple(layer.stride) == (1, 1) and layer.groups == 1
+                and layer.padding in ((0, 0), 0, "valid"))  # fmt: skip
+
     def _output_positions(self, x: torch.Tensor) -> int:
         layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
         size = 1
@@ -256,6 +302,12 @@ class SpectralShiftConv2d(SpectralShiftMatrix):
         if self.merged or (self.per_sample_delta is None and self._plain()):
             return layer(x)
         if self.per_sample_delta is not None:
+            if self.factors_exact and self._pointwise() and not self._training_per_sample():
+                subjects = self._grouped_by_subject(x.shape[0])
+                batch, channels, height, width = x.shape
+                grouped = x.reshape(-1, subjects, channels, height * width).transpose(2, 3)
+                out = self._per_subject_matmul(grouped).transpose(2, 3).reshape(batch, -1, height, width)
+                return out if layer.bias is None else out + layer.bias.view(1, -1, 1, 1)
             values = self._per_sample_values(x.shape[0], x.dim())  # (B, k, 1, 1)
             if self.factors_exact:
                 return self._factorized(x, values, layer.bias)
