@@ -286,7 +286,7 @@ def test_unsupported_layer_and_bad_options_raise(svd_cache):
 
 
 def test_per_sample_linear_and_pointwise_layers_apply_each_subjects_weight_once_built(shifted):
-    """Linears and 1x1 convs with exact factors run each subject's rebuilt weight (c n per token, not
+    """Linears and 1x1 convs with exact factors run each sample's rebuilt weight (c n per token, not
     k (c + n)), built once per block; 3x3 convs keep the factorized form."""
     first, second = random_shifts(shifted, seed=9), random_shifts(shifted, seed=10)
     sample, timesteps, context = unet_inputs(batch=2)
@@ -299,9 +299,9 @@ def test_per_sample_linear_and_pointwise_layers_apply_each_subjects_weight_once_
     assert pointwise and spatial
     with torch.no_grad(), shifted.per_sample([first, second]):
         doubled = unet(sample.repeat(2, 1, 1, 1), timesteps.repeat(2), context.repeat(2, 1, 1)).sample
-        used = [layer for layer in pointwise if layer._per_sample_cache]  # unused layers (skipped blocks) build none
-        assert used and all(any(key[0] == -2 for key in layer._per_sample_cache) for layer in used)
-        assert not any(key[0] == -2 for layer in spatial for key in layer._per_sample_cache)
+        built = [layer for layer in pointwise if any(key[0] == "weights" for key in layer._per_sample_cache)]
+        assert built and all(not layer._weights_pay(4, 1) for layer in pointwise)  # one token never pays
+        assert not any(key[0] == "weights" for layer in spatial for key in layer._per_sample_cache)
         linear = next(layer for layer in pointwise if isinstance(layer, SpectralShiftLinear))
         with pytest.raises(ValueError, match="does not match 2 per-sample shifts"):
             linear(torch.zeros(3, linear.Vh.shape[1]))
