@@ -16,9 +16,6 @@ from svdiff.factorize import Factors
 
 # Above this relative residual the factorized forward would not match the rebuilt weight to float32 tolerance.
 FACTORIZED_RESIDUAL_LIMIT = 1e-5
-# The per-sample forward builds each subject's weight only where it pays back within this many forwards of the
-# layer: a generation runs one per denoising step, its text encoder twice (prompts, then negative prompts).
-WEIGHTS_PAYBACK_FORWARDS = 4
 
 
 def layer_weight(module: nn.Module) -> torch.Tensor:
@@ -62,7 +59,7 @@ class ShiftLayer(nn.Module):
     @per_sample_delta.setter
     def per_sample_delta(self, deltas: torch.Tensor | None) -> None:
         self._per_sample_delta = deltas
-        self._per_sample_cache: dict[tuple[Any, ...], torch.Tensor] = {}
+        self._per_sample_cache: dict[tuple[int, int], torch.Tensor] = {}
 
     @property
     def merged(self) -> bool:
@@ -179,27 +176,6 @@ class SpectralShiftMatrix(ShiftLayer):
         """How a sample's (k,) values broadcast against the factor projection of a `dims`-D input."""
         return (*([1] * (dims - 2)), -1)
 
-    def _sample_weights(self, batch: int, like: torch.Tensor, transposed: bool) -> torch.Tensor:
-        """Each sample's shifted weight U diag(relu(s + delta_i)) Vh, for exact factors: (batch, c_out, n), or
-        (batch, n, c_out) when `transposed`, contiguous, kept until per_sample_delta changes.
-
-        A weight applies in c n multiply-adds per token where the factors take k (c + n), at least twice that
-        when k = min(c, n); building it costs c k n per subject once, which every denoising step then reuses.
-        One weight per sample (classifier-free guidance stacks copies of the subjects) lets one batched matmul
-        run the whole batch: on this CPU it then costs about what the merged layer does, where a matmul
-        broadcasting the subjects' weights over the copies or a loop over subjects cost up to 2x more.
-        """
-        key = ("weights", batch, like.dtype, transposed)
-        weights = self._per_sample_cache.get(key)
-        if weights is None:
-            deltas = self._per_sample(batch)[: self.per_sample_delta.shape[0]]  # type: ignore[union-attr]
-            weights = torch.matmul(self.U * F.relu(self.s + deltas).unsqueeze(1), self.Vh)  # (N, c_out, n)
-            weights = weights.transpose(1, 2) if transposed else weights
-            weights = weights.repeat(batch // weights.shape[0], 1, 1).to(like.dtype)  # sample b: subject b % N
-            if not weights.requires_grad:
-                self._per_sample_cache[key] = weights
-        return weights
-
     def weight_with(self, delta: torch.Tensor) -> torch.Tensor:
         change = (self.U * self.gain(delta)) @ self.Vh  # (c_out, n)
         return self.base_weight.float() + change.view(self.base_weight.shape)
@@ -229,26 +205,6 @@ class SpectralShiftMatrix(ShiftLayer):
     def _training(self) -> bool:
         return torch.is_grad_enabled() and self.delta.requires_grad
 
-    def _weights_pay(self, batch: int, tokens: int) -> bool:
-        """Whether the per-sample forward of a batch with `tokens` positions per sample builds each subject's
-        weight (`_sample_weights`): with exact factors, no graph, and a payback within WEIGHTS_PAYBACK_FORWARDS.
-
-        A weight applies in c n multiply-adds per token where the factors take k (c + n) (twice that for a square
-        matrix) and costs c k n per subject to build, so it pays where tokens are many and channels few: the
-        attention projections at the top resolutions, not a time embedding's one token.
-        """
-        if not self.factors_exact or self._training_per_sample():
-            return False
-        c, k, n = self.U.shape[0], self.s.numel(), self.Vh.shape[1]
-        saved = batch * tokens * (k * (c + n) - c * n)
-        build = self.per_sample_delta.shape[0] * c * k * n  # type: ignore[union-attr]
-        return build <= WEIGHTS_PAYBACK_FORWARDS * saved
-
-    def _training_per_sample(self) -> bool:
-        """Per-sample shifts that carry a graph: the factorized form keeps their backward cheap (no weights)."""
-        deltas = self.per_sample_delta
-        return deltas is not None and torch.is_grad_enabled() and deltas.requires_grad
-
 
 class SpectralShiftLinear(SpectralShiftMatrix):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,10 +212,6 @@ class SpectralShiftLinear(SpectralShiftMatrix):
         if self.merged or (self.per_sample_delta is None and self._plain()):
             return layer(x)
         if self.per_sample_delta is not None:
-            if self._weights_pay(x.shape[0], x.numel() // (x.shape[0] * x.shape[-1])):
-                weights = self._sample_weights(x.shape[0], x, transposed=True)  # (B, n, c_out)
-                out = torch.bmm(x.reshape(x.shape[0], -1, x.shape[-1]), weights).view(*x.shape[:-1], -1)
-                return out if layer.bias is None else out.add_(layer.bias)
             values = self._per_sample_values(x.shape[0], x.dim())  # (B, 1.., k)
             projected = (F.linear(x, self._factor(self.Vh, x)) * values).to(x.dtype)  # (B, ..., k)
             if self.factors_exact:
@@ -290,12 +242,6 @@ class SpectralShiftConv2d(SpectralShiftMatrix):
     def _value_shape(self, dims: int) -> tuple[int, ...]:
         return (-1, 1, 1)
 
-    def _pointwise(self) -> bool:
-        """A 1x1 convolution with stride 1 and no padding: a matrix applied at every position."""
-        layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
-        return (tuple(layer.kernel_size) == (1, 1) and tuple(layer.stride) == (1, 1) and layer.groups == 1
-                and layer.padding in ((0, 0), 0, "valid"))  # fmt: skip
-
     def _output_positions(self, x: torch.Tensor) -> int:
         layer: nn.Conv2d = self.base_layer  # type: ignore[assignment]
         size = 1
@@ -310,11 +256,6 @@ class SpectralShiftConv2d(SpectralShiftMatrix):
         if self.merged or (self.per_sample_delta is None and self._plain()):
             return layer(x)
         if self.per_sample_delta is not None:
-            if self._pointwise() and self._weights_pay(x.shape[0], x.shape[-2] * x.shape[-1]):
-                batch, channels, height, width = x.shape
-                weights = self._sample_weights(batch, x, transposed=False)  # (B, c_out, c_in)
-                out = torch.bmm(weights, x.reshape(batch, channels, height * width)).view(batch, -1, height, width)
-                return out if layer.bias is None else out.add_(layer.bias.view(1, -1, 1, 1))
             values = self._per_sample_values(x.shape[0], x.dim())  # (B, k, 1, 1)
             if self.factors_exact:
                 return self._factorized(x, values, layer.bias)

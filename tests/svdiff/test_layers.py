@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from svdiff import NormScaleShift, ShiftConfig, SpectralShiftModel, UnsupportedModuleError, attach
-from svdiff.layers import SpectralShiftConv2d, SpectralShiftLinear, SpectralShiftMatrix
+from svdiff.layers import SpectralShiftMatrix
 from tests.svdiff.conftest import random_shifts
 from tests.svdiff.tiny import randomize_norms, tiny_text_encoder, tiny_unet, token_ids, unet_inputs
 
@@ -283,28 +283,3 @@ def test_unsupported_layer_and_bad_options_raise(svd_cache):
         ShiftConfig(blocks=("left",))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown component"):
         attach({"vae": tiny_unet()}, cache=svd_cache)
-
-
-def test_per_sample_linear_and_pointwise_layers_apply_each_subjects_weight_once_built(shifted):
-    """Linears and 1x1 convs with exact factors run each sample's rebuilt weight (c n per token, not
-    k (c + n)), built once per block; 3x3 convs keep the factorized form."""
-    first, second = random_shifts(shifted, seed=9), random_shifts(shifted, seed=10)
-    sample, timesteps, context = unet_inputs(batch=2)
-    ids = token_ids(batch=2)
-    unet = shifted.components["unet"]
-    exact = [layer for layer in shifted.layers.values()
-             if isinstance(layer, (SpectralShiftLinear, SpectralShiftConv2d)) and layer.factors_exact]  # fmt: skip
-    pointwise = [layer for layer in exact if isinstance(layer, SpectralShiftLinear) or layer._pointwise()]
-    spatial = [layer for layer in exact if isinstance(layer, SpectralShiftConv2d) and not layer._pointwise()]
-    assert pointwise and spatial
-    with torch.no_grad(), shifted.per_sample([first, second]):
-        doubled = unet(sample.repeat(2, 1, 1, 1), timesteps.repeat(2), context.repeat(2, 1, 1)).sample
-        built = [layer for layer in pointwise if any(key[0] == "weights" for key in layer._per_sample_cache)]
-        assert built and all(not layer._weights_pay(4, 1) for layer in pointwise)  # one token never pays
-        assert not any(key[0] == "weights" for layer in spatial for key in layer._per_sample_cache)
-        linear = next(layer for layer in pointwise if isinstance(layer, SpectralShiftLinear))
-        with pytest.raises(ValueError, match="does not match 2 per-sample shifts"):
-            linear(torch.zeros(3, linear.Vh.shape[1]))
-    expected = _one_by_one(shifted, [first, second], sample, timesteps, context, ids)[0]
-    torch.testing.assert_close(doubled[:2], expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(doubled[2:], expected, rtol=1e-4, atol=1e-5)
