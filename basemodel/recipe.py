@@ -26,3 +26,11 @@ TOKEN_ROWS_LEARNING_RATE = 3e-3
 # Phrasings of the instance prompt besides svdiff's "a photo of a {token} {class_word}", in the world's own words.
 PROMPT_TEMPLATES: tuple[str, ...] = ("a {token} {class_word}", "a photo of {token} {class_word}",
                                      "{token} {class_word}")  # fmt: skip
+# Cut-Mix collages phrased in both orders: svdiff's "a photo of a X on the left and a Y on the right" and the same
+# collage named right half first (svdiff.cutmix.SWAPPED_MIX_PROMPT), each drawn with probability 1/2. Why: trained
+# on the first phrasing only, every Cut-Mix row of bench/results/zsnr failed the swapped prompt (0 of 24) while the
+# training order reached 0.250. Scored by bench/results/zsnr-phrasings (its ablation row: one phrasing).
+MIX_PHRASINGS: tuple[tuple[str, str], ...] = (
+    ("a photo of a {token_right} {class_right} on the right and a {token_left} {class_left} on the left",
+     "a photo of a {class_right} on the right and a {class_left} on the left"),
+)  # fmt: skip

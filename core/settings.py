@@ -64,10 +64,12 @@ def recipe_defaults(base_model: str) -> dict[str, Any]:
 
             return {"default_training_steps": recipe.STEPS, "default_learning_rate": recipe.LEARNING_RATE,
                     "prompt_templates": recipe.PROMPT_TEMPLATES, "token_rows": recipe.TOKEN_ROWS,
-                    "token_rows_learning_rate": recipe.TOKEN_ROWS_LEARNING_RATE}  # fmt: skip
+                    "token_rows_learning_rate": recipe.TOKEN_ROWS_LEARNING_RATE,
+                    "mix_phrasings": recipe.MIX_PHRASINGS}  # fmt: skip
         except Exception:
             pass
-    return {"default_training_steps": 400, "default_learning_rate": 1e-3, "prompt_templates": (), "token_rows": False}
+    return {"default_training_steps": 400, "default_learning_rate": 1e-3, "prompt_templates": (), "token_rows": False,
+            "mix_phrasings": ()}  # fmt: skip
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -141,6 +143,7 @@ class Settings(BaseSettings):
     prompt_templates: tuple[str, ...] = ()  # extra instance-prompt phrasings; unset: recipe_defaults(base_model)
     token_rows: bool = False  # identifiers learn their own embedding row (svdiff token rows); unset: recipe_defaults
     token_rows_learning_rate: float = Field(default=3e-3, ge=0)
+    mix_phrasings: tuple[tuple[str, str], ...] = ()  # extra Cut-Mix (instance, prior) phrasings; unset: recipe_defaults
     checkpoint_every_steps: int = Field(default=50, ge=1)
 
     # Rate limits per API key, in fixed windows; counted in Redis when the broker (or rate_limit_storage) is Redis

@@ -34,7 +34,15 @@ def _template(config: TrainConfig, generator: torch.Generator) -> str:
     return templates[int(torch.randint(len(templates), (), generator=generator))]
 
 
-def _instance(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainConfig,
+def _phrasing(config: TrainConfig, generator: torch.Generator) -> tuple[str, str]:
+    """A collage's (instance, prior) templates; no draw (the paper's run, exactly) without extra phrasings."""
+    if not config.mix_phrasings:
+        return config.mix_prompt, config.prior_mix_prompt
+    phrasings = ((config.mix_prompt, config.prior_mix_prompt), *config.mix_phrasings)
+    return phrasings[int(torch.randint(len(phrasings), (), generator=generator))]
+
+
+def _instance(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainConfig, phrasing: tuple[str, str],
               generator: torch.Generator) -> tuple[torch.Tensor, str, tuple[str, str] | None]:
     if len(layout) == 1:
         subject = data[layout[0]]
@@ -44,13 +52,14 @@ def _instance(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainC
     # Each photo is flipped before it is cut, so a flip never moves a subject to the other side.
     pixels = collage(pick(left.photos, generator, config.flip), pick(right.photos, generator, config.flip),
                      config.collage_crop)
-    prompt = mix_prompt((left.token, left.class_word), (right.token, right.class_word), config.mix_prompt)
+    prompt = mix_prompt((left.token, left.class_word), (right.token, right.class_word), phrasing[0])
     return pixels, prompt, (left.token, right.token)
 
 
-def _prior(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainConfig,
+def _prior(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainConfig, phrasing: tuple[str, str],
            generator: torch.Generator) -> tuple[torch.Tensor, str]:
-    """The class-image counterpart of an instance layout: one class image, or a collage of two."""
+    """The class-image counterpart of an instance layout: one class image, or a collage of two in the same
+    phrasing."""
     sides = [data[i] for i in layout]
     images = []
     for subject in sides:
@@ -58,7 +67,7 @@ def _prior(data: list[SubjectPixels], layout: tuple[int, ...], config: TrainConf
         images.append(pick(subject.class_images, generator, config.flip))
     if len(sides) == 1:
         return images[0], config.class_prompt.format(class_word=sides[0].class_word)
-    prompt = prior_mix_prompt(sides[0].class_word, sides[1].class_word, config.prior_mix_prompt)
+    prompt = prior_mix_prompt(sides[0].class_word, sides[1].class_word, phrasing[1])
     return collage(images[0], images[1], config.collage_crop), prompt
 
 
@@ -72,13 +81,14 @@ def subject_batch(data: list[SubjectPixels], config: TrainConfig, generator: tor
     priors: list[tuple[torch.Tensor, str]] = []
     for _ in range(config.batch_size):
         layout = draw_layout(len(data), config.mix_probability if mixing else 0.0, generator)
-        image, prompt, pair = _instance(data, layout, config, generator)
+        phrasing = _phrasing(config, generator) if len(layout) == 2 else (config.mix_prompt, config.prior_mix_prompt)
+        image, prompt, pair = _instance(data, layout, config, phrasing, generator)
         pixels.append(image)
         prompts.append(prompt)
         pairs.append(pair)
         weights.append(1.0 / config.batch_size)
         if config.prior_preservation:
-            priors.append(_prior(data, layout, config, generator))
+            priors.append(_prior(data, layout, config, phrasing, generator))
     for image, prompt in priors:
         pixels.append(image)
         prompts.append(prompt)

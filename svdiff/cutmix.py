@@ -18,6 +18,12 @@ import torch
 SUBJECT_PROMPT = "a photo of a {token} {class_word}"
 MIX_PROMPT = "a photo of a {token_left} {class_left} on the left and a {token_right} {class_right} on the right"
 PRIOR_MIX_PROMPT = "a photo of a {class_left} on the left and a {class_right} on the right"
+# The same collage named right half first. Phrased only as MIX_PROMPT, a collage ties each identifier to the side
+# it is named first at, and a prompt naming the right-hand subject first fails (TrainConfig.mix_phrasings).
+SWAPPED_MIX_PROMPT = "a photo of a {token_right} {class_right} on the right and a {token_left} {class_left} on the left"
+SWAPPED_PRIOR_MIX_PROMPT = "a photo of a {class_right} on the right and a {class_left} on the left"
+MIX_FIELDS = ("{token_left}", "{class_left}", "{token_right}", "{class_right}")
+PRIOR_MIX_FIELDS = ("{class_left}", "{class_right}")
 CollageCrop = Literal["subject", "centre"]
 COLLAGE_CROPS: tuple[str, ...] = get_args(CollageCrop)
 

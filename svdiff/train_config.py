@@ -6,7 +6,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from svdiff.config import ShiftConfig
-from svdiff.cutmix import COLLAGE_CROPS, MIX_PROMPT, PRIOR_MIX_PROMPT, SUBJECT_PROMPT, CollageCrop
+from svdiff.cutmix import (
+    COLLAGE_CROPS,
+    MIX_FIELDS,
+    MIX_PROMPT,
+    PRIOR_MIX_FIELDS,
+    PRIOR_MIX_PROMPT,
+    SUBJECT_PROMPT,
+    CollageCrop,
+)
 from svdiff.data import ImageSource
 from svdiff.prior import CLASS_PROMPT
 
@@ -69,6 +77,10 @@ class TrainConfig:
     mix_prompt: str = MIX_PROMPT
     class_prompt: str = CLASS_PROMPT
     prior_mix_prompt: str = PRIOR_MIX_PROMPT
+    # More phrasings of a collage: (instance, prior) template pairs; each collage draws one of (mix_prompt,
+    # prior_mix_prompt) and these uniformly (empty: the paper's one phrasing). svdiff.cutmix.SWAPPED_MIX_PROMPT
+    # and SWAPPED_PRIOR_MIX_PROMPT name the right half first.
+    mix_phrasings: tuple[tuple[str, str], ...] = ()
     shift_config: ShiftConfig = field(default_factory=ShiftConfig)
 
     def validate(self) -> None:
@@ -94,11 +106,20 @@ class TrainConfig:
         for template in (self.subject_prompt, *self.prompt_templates):
             if "{token}" not in template or "{class_word}" not in template:
                 raise TrainConfigError(f"a subject prompt template needs {{token}} and {{class_word}}: {template!r}")
+        for phrasing in ((self.mix_prompt, self.prior_mix_prompt), *self.mix_phrasings):
+            if len(phrasing) != 2:
+                raise TrainConfigError(f"a collage phrasing is an (instance, prior) pair of templates: {phrasing!r}")
+            instance, prior = phrasing
+            if not all(name in instance for name in MIX_FIELDS):
+                raise TrainConfigError(f"a collage prompt template needs {', '.join(MIX_FIELDS)}: {instance!r}")
+            if not all(name in prior for name in PRIOR_MIX_FIELDS):
+                raise TrainConfigError(f"a prior collage template needs {', '.join(PRIOR_MIX_FIELDS)}: {prior!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shift_config"] = self.shift_config.to_dict()
         data["prompt_templates"] = list(self.prompt_templates)
+        data["mix_phrasings"] = [list(phrasing) for phrasing in self.mix_phrasings]
         return data
 
 

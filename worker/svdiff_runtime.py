@@ -45,7 +45,7 @@ class MethodRuntime:
                  svd_cache: Path | None = None, class_images: int = 200, class_image_steps: int = 50,
                  edit_finetune_steps: int = 300, checkpoint_cache_size: int = 16,
                  prompt_templates: tuple[str, ...] = (), token_rows: bool = False,
-                 token_rows_learning_rate: float = 3e-3) -> None:
+                 token_rows_learning_rate: float = 3e-3, mix_phrasings: tuple[tuple[str, str], ...] = ()) -> None:
         self.base_model = base_model
         self.pipe: Any = svdiff.load_pipeline(base_model, device=device, dtype=DTYPES[dtype])
         self.pipe.set_progress_bar_config(disable=True)
@@ -56,6 +56,7 @@ class MethodRuntime:
         self.edit_finetune_steps = edit_finetune_steps
         self.prompt_templates = prompt_templates
         self.token_rows, self.token_rows_learning_rate = token_rows, token_rows_learning_rate
+        self.mix_phrasings = mix_phrasings
         self._checkpoints: OrderedDict[str, Checkpoint] = OrderedDict()
         self._cache_size = checkpoint_cache_size
 
@@ -82,6 +83,7 @@ class MethodRuntime:
             checkpoint_every=params.checkpoint_every, seed=params.seed, num_class_images=self.class_images,
             class_image_steps=self.class_image_steps, mixed_precision=self.mixed_precision,  # type: ignore[arg-type]
             prompt_templates=self.prompt_templates, token_rows=self.token_rows, lr_rows=self.token_rows_learning_rate,
+            mix_phrasings=self.mix_phrasings,
         )
         resume = _readable_state(resume_state)
         result = svdiff.train(
@@ -175,7 +177,7 @@ def current_runtime() -> MethodRuntime:
                 svd_cache=settings.svd_cache_path, class_images=settings.class_images,
                 class_image_steps=settings.class_image_steps, edit_finetune_steps=settings.edit_finetune_steps,
                 prompt_templates=settings.prompt_templates, token_rows=settings.token_rows,
-                token_rows_learning_rate=settings.token_rows_learning_rate,
+                token_rows_learning_rate=settings.token_rows_learning_rate, mix_phrasings=settings.mix_phrasings,
             )
         _local.runtime = runtime
     return runtime

@@ -59,7 +59,7 @@ def train_config(settings: Settings, **overrides: Any) -> TrainConfig:
                               "class_image_steps": settings.sample_steps, "class_image_guidance": settings.guidance,
                               "seed": settings.seed, "checkpoint_every": 0,
                               "prompt_templates": settings.prompt_templates, "token_rows": settings.token_rows,
-                              "lr_rows": settings.lr_rows}  # fmt: skip
+                              "lr_rows": settings.lr_rows, "mix_phrasings": settings.mix_phrasings}  # fmt: skip
     return TrainConfig(**(values | overrides))
 
 

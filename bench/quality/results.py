@@ -11,6 +11,7 @@ from bench.quality.settings import Settings
 
 NO_CMU, CMU = "joint, no Cut-Mix", "Cut-Mix-Unmix"
 CMU_CENTRE = "Cut-Mix-Unmix, centre strips (ablation)"  # collage halves cut from the photos' centres
+CMU_ONE_PHRASING = "Cut-Mix-Unmix, one phrasing (ablation)"  # collages always named left half first
 
 
 @dataclass

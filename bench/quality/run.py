@@ -23,15 +23,19 @@ from bench.quality.evaluate import SingleResult, ceilings, evaluate_pair, evalua
 from bench.quality.grids import save_grid
 from bench.quality.methods import LABELS, METHODS, OnBudget, Tuned, train_baseline, train_svdiff
 from bench.quality.report import quality_line, write_report
-from bench.quality.results import CMU, CMU_CENTRE, NO_CMU, Results
+from bench.quality.results import CMU, CMU_CENTRE, CMU_ONE_PHRASING, NO_CMU, Results
 from bench.quality.settings import FULL, QUICK, Settings
 from svdiff import DirectoryCache, SpectralShiftModel, attach, load_pipeline, pipeline_components
 
 log = logging.getLogger("bench.quality")
 ROOT = Path(__file__).resolve().parents[2]
-# The last row is the ablation of the recipe's one Cut-Mix change: collage halves cut from the photos' centres.
-PAIR_CONFIGS: dict[str, dict[str, object]] = {NO_CMU: {"cut_mix_unmix": False}, CMU: {"cut_mix_unmix": True},
-                                              CMU_CENTRE: {"cut_mix_unmix": True, "collage_crop": "centre"}}
+# The last rows are the ablations of the recipe's Cut-Mix changes, one each: collages phrased only left half first,
+# and collage halves cut from the photos' centres.
+PAIR_CONFIGS: dict[str, dict[str, object]] = {
+    NO_CMU: {"cut_mix_unmix": False}, CMU: {"cut_mix_unmix": True},
+    CMU_ONE_PHRASING: {"cut_mix_unmix": True, "mix_phrasings": ()},
+    CMU_CENTRE: {"cut_mix_unmix": True, "collage_crop": "centre"},
+}  # fmt: skip
 STRESS_METHODS = ("svdiff", "full")
 PARTS = frozenset({"scored", "stress", "ablations", "pairs"})
 

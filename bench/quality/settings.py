@@ -27,7 +27,7 @@ from basemodel import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 # The instance prompt's phrasings in the recipe (svdiff.TrainConfig.prompt_templates), fixed before any scored
 # run; the ablation "one prompt" trains without them.
-from basemodel.recipe import PROMPT_TEMPLATES, TOKEN_ROWS, TOKEN_ROWS_LEARNING_RATE
+from basemodel.recipe import MIX_PHRASINGS, PROMPT_TEMPLATES, TOKEN_ROWS, TOKEN_ROWS_LEARNING_RATE
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Settings:
     prompt_templates: tuple[str, ...] = PROMPT_TEMPLATES
     token_rows: bool = TOKEN_ROWS  # SVDiff only: the baselines train their own parameters (full: every row)
     lr_rows: float = TOKEN_ROWS_LEARNING_RATE
+    mix_phrasings: tuple[tuple[str, str], ...] = MIX_PHRASINGS  # Cut-Mix collages phrased in both orders
     context_samples: int = 8  # per context prompt (6 prompts per subject)
     calibration_samples: int = 3  # per context prompt of the calibration subject
     drift_samples: int = 16

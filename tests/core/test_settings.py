@@ -111,6 +111,7 @@ def test_training_defaults_are_the_bundled_models_recipe_and_the_papers_elsewher
     assert (bundled.token_rows, bundled.token_rows_learning_rate) == (
         recipe.TOKEN_ROWS, recipe.TOKEN_ROWS_LEARNING_RATE)
     assert sd.token_rows is False  # the paper's recipe
+    assert (bundled.mix_phrasings, sd.mix_phrasings) == (recipe.MIX_PHRASINGS, ())
     monkeypatch.setenv("SVDIFF_TOKEN_ROWS", "true")
     assert Settings(_env_file=None, base_model="runwayml/stable-diffusion-v1-5").token_rows  # type: ignore[call-arg]
     monkeypatch.delenv("SVDIFF_TOKEN_ROWS")

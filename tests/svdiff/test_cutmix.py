@@ -9,6 +9,8 @@ import torch
 
 from svdiff.batches import SubjectPixels, subject_batch
 from svdiff.cutmix import (
+    SWAPPED_MIX_PROMPT,
+    SWAPPED_PRIOR_MIX_PROMPT,
     collage,
     draw_layout,
     half_masks,
@@ -169,3 +171,44 @@ def test_a_template_without_its_placeholders_is_refused():
         TrainConfig(prompt_templates=("a photo of a dog",)).validate()
     with pytest.raises(TrainConfigError, match="lr_text"):
         TrainConfig(lr_text=-1.0).validate()
+
+
+def test_mix_phrasings_name_collages_in_either_order_and_their_priors_alike():
+    data = [SubjectPixels(t, c, _solid(i / 10), _solid(0.5 + i / 10)) for i, (t, c) in
+            enumerate([("xq", "dog"), ("zv", "cat")])]
+    config = TrainConfig(batch_size=4, mix_probability=1.0,
+                         mix_phrasings=((SWAPPED_MIX_PROMPT, SWAPPED_PRIOR_MIX_PROMPT),))
+    config.validate()
+    generator = torch.Generator().manual_seed(2)
+    seen = Counter()
+    for _ in range(10):
+        batch = subject_batch(data, config, generator)
+        for i, pair in enumerate(batch.pairs[:4]):
+            instance = batch.pixels[i]
+            left, right = (round(instance[..., half].mean().item() * 10) for half in (slice(0, 4), slice(4, 8)))
+            assert pair == (data[left].token, data[right].token)
+            (lt, lc), (rt, rc) = (data[left].token, data[left].class_word), (data[right].token, data[right].class_word)
+            swapped = batch.prompts[i] == f"a photo of a {rt} {rc} on the right and a {lt} {lc} on the left"
+            assert swapped or batch.prompts[i] == f"a photo of a {lt} {lc} on the left and a {rt} {rc} on the right"
+            # The prior collage is named in the instance's order, so both halves of a step agree.
+            assert batch.prompts[4 + i] == (f"a photo of a {rc} on the right and a {lc} on the left" if swapped else
+                                            f"a photo of a {lc} on the left and a {rc} on the right")
+            seen[swapped] += 1
+    assert seen[True] >= 10 and seen[False] >= 10
+
+
+def test_without_mix_phrasings_collage_batches_are_as_before():
+    """No extra draw: a two-subject run without phrasings is the run it was before they existed."""
+    data = [SubjectPixels(t, "dog", torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)) for t in ("xq", "zv")]
+    plain = subject_batch(data, TrainConfig(batch_size=4), torch.Generator().manual_seed(5))
+    empty = subject_batch(data, TrainConfig(batch_size=4, mix_phrasings=()), torch.Generator().manual_seed(5))
+    assert torch.equal(plain.pixels, empty.pixels) and plain.prompts == empty.prompts
+
+
+def test_a_collage_phrasing_without_its_placeholders_is_refused():
+    with pytest.raises(TrainConfigError, match="token_right"):
+        TrainConfig(mix_phrasings=(("a photo of a {token_left} {class_left}", SWAPPED_PRIOR_MIX_PROMPT),)).validate()
+    with pytest.raises(TrainConfigError, match="class_right"):
+        TrainConfig(mix_phrasings=((SWAPPED_MIX_PROMPT, "a photo of a {class_left}"),)).validate()
+    with pytest.raises(TrainConfigError, match="pair"):
+        TrainConfig(mix_phrasings=((SWAPPED_MIX_PROMPT,),)).validate()  # type: ignore[arg-type]
