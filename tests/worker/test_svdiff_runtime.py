@@ -182,3 +182,21 @@ def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_mix_phrasings_reach_a_two_subject_training(tmp_path: Path) -> None:
+    """The recipe's collage phrasings (the bundled base's) train Cut-Mix-Unmix and are saved with the checkpoint."""
+    from basemodel.recipe import MIX_PHRASINGS
+
+    # The tiny tokenizer is character-level: a collage prompt needs a longer context than the module's runtime has.
+    tiny_pipeline(tmp_path / "parts", max_length=80).save_pretrained(tmp_path / "pipe")
+    runtime = MethodRuntime(str(tmp_path / "pipe"), svd_cache=tmp_path / "svd", class_images=2, class_image_steps=2,
+                            mix_phrasings=MIX_PHRASINGS)  # fmt: skip
+    subjects = [method.SubjectInput("sks", "dog", [_photo((200, 30, 30)), _photo((30, 200, 30))]),
+                method.SubjectInput("zwx", "cat", [_photo((30, 30, 200)), _photo((200, 200, 30))])]
+    params = method.TrainParams(steps=4, learning_rate=1e-3, checkpoint_every=2, cut_mix_unmix=True)
+    output = runtime.train(subjects, params, progress=lambda s, t: True, resume_state=None,
+                           save_state=lambda state: None, prior_cache=DirectoryCache(tmp_path / "priors"))
+    training = deserialize(output.checkpoint).metadata.training
+    assert training["cut_mix_unmix"] is True
+    assert training["mix_phrasings"] == [list(phrasing) for phrasing in MIX_PHRASINGS]
