@@ -48,7 +48,10 @@ class Settings:
     lr_rows: float = TOKEN_ROWS_LEARNING_RATE
     mix_phrasings: tuple[tuple[str, str], ...] = MIX_PHRASINGS  # Cut-Mix collages phrased in both orders
     context_samples: int = 8  # per context prompt (6 prompts per subject)
-    calibration_samples: int = 3  # per context prompt of the calibration subject
+    # Per context prompt of the calibration subject: 8, as the scored subjects (48 a trial). It was 3 (18 a trial)
+    # until the calibrated run on the zero-SNR base chose budgets within that sampling noise which did worse on the
+    # scored subjects (bench/results/RECORD.md, 2026-12-05).
+    calibration_samples: int = 8
     drift_samples: int = 16
     pair_samples: int = 24  # per side-by-side prompt (2 prompts)
     sample_steps: int = DEFAULT_STEPS
